@@ -1,0 +1,74 @@
+package main
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/kvxproject/kvx/pkg/metrics"
+	"github.com/kvxproject/kvx/pkg/server"
+)
+
+type serverOptions struct {
+	server.Options
+	dogstatsdAddr string
+	logLevel      string
+	logJSON       bool
+}
+
+func newServerCmd() *cobra.Command {
+	o := &serverOptions{}
+	cmd := &cobra.Command{
+		Use:   "server",
+		Short: "Run a Consul-compatible, Raft-replicated KV server",
+		Long: `Run a kvx server node. With -dev, one node in memory on 127.0.0.1:8500.
+Otherwise durable in -data-dir; three or five nodes form a cluster with
+-bootstrap-expect and -join.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error { return runServer(cmd, o) },
+	}
+	f := cmd.Flags()
+	f.BoolVar(&o.Dev, "dev", false, "one node, in memory, fast timers: for a laptop or a test")
+	f.StringVar(&o.DataDir, "data-dir", "", "directory for the Raft log and snapshots (required without -dev)")
+	f.StringVar(&o.NodeName, "node", "", "node name, unique in the cluster (default: host name)")
+	f.StringVar(&o.Datacenter, "datacenter", "dc1", "datacenter name reported to clients")
+	f.StringVar(&o.HTTPAddr, "http-addr", "127.0.0.1:8500", "address of the Consul-compatible HTTP API")
+	f.StringVar(&o.RaftAddr, "raft-addr", "127.0.0.1:8300", "address for Raft, request forwarding and joins; other servers dial it")
+	f.IntVar(&o.BootstrapExpect, "bootstrap-expect", 0, "servers that form the first cluster (0 or 1 with no -join: this node alone)")
+	f.StringSliceVar(&o.Join, "join", nil, "raft address of another server to join (repeatable, or comma separated)")
+	f.DurationVar(&o.HeartbeatTimeout, "raft-timeout", 0, "Raft heartbeat and election timeout (default 1s, 50ms with -dev)")
+	f.StringVar(&o.dogstatsdAddr, "dogstatsd-addr", "", "send metrics to this dogstatsd agent (host:port)")
+	f.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
+	f.BoolVar(&o.logJSON, "log-json", false, "log JSON lines instead of text")
+	return cmd
+}
+
+func runServer(cmd *cobra.Command, o *serverOptions) error {
+	logger, err := newLogger(cmd.ErrOrStderr(), o.logLevel, o.logJSON)
+	if err != nil {
+		return err
+	}
+	opts := o.Options
+	opts.Logger = logger
+	opts.Version = version
+	if o.dogstatsdAddr != "" {
+		d, err := metrics.NewDogstatsd(o.dogstatsdAddr, "")
+		if err != nil {
+			return usageError{err}
+		}
+		defer d.Close()
+		opts.Metrics = d
+	}
+	started := time.Now()
+	srv, err := server.New(opts)
+	if err != nil {
+		return fmt.Errorf("start server: %w", err)
+	}
+	go func() {
+		if err := srv.WaitForLeader(cmd.Context()); err == nil {
+			logger.Info("ready", "node", srv.NodeName(), "http", srv.HTTPAddr(), "after", time.Since(started).Round(time.Millisecond))
+		}
+	}()
+	return srv.Run(cmd.Context())
+}

@@ -1,0 +1,34 @@
+package client
+
+import (
+	"fmt"
+
+	consulapi "github.com/hashicorp/consul/api"
+)
+
+// Options override what Consul's environment variables say. Empty fields
+// keep the environment's (or the default's) value.
+type Options struct {
+	Address    string // host:port or a URL
+	Token      string
+	Datacenter string
+}
+
+// New returns a Consul API client: defaults < CONSUL_* environment < opts.
+func New(opts Options) (*consulapi.Client, error) {
+	conf := consulapi.DefaultConfig()
+	if opts.Address != "" {
+		conf.Address = opts.Address
+	}
+	if opts.Token != "" {
+		conf.Token = opts.Token
+	}
+	if opts.Datacenter != "" {
+		conf.Datacenter = opts.Datacenter
+	}
+	c, err := consulapi.NewClient(conf)
+	if err != nil {
+		return nil, fmt.Errorf("consul client %s: %w", conf.Address, err)
+	}
+	return c, nil
+}

@@ -1,0 +1,248 @@
+package server
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"math/rand/v2"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	memdb "github.com/hashicorp/go-memdb"
+	gometrics "github.com/hashicorp/go-metrics/compat"
+	"github.com/hashicorp/raft"
+
+	"github.com/kvxproject/kvx/pkg/server/state"
+)
+
+// Consul's limits.
+const (
+	maxValueSize = 512 * 1024 // kv_max_value_size, inclusive
+	maxTxnBody   = 512 * 1024 // txn_max_req_len
+	maxTxnOps    = 128
+	defaultWait  = 5 * time.Minute
+	maxWait      = 10 * time.Minute
+)
+
+// httpError is an error with the HTTP status and the plain-text body Consul
+// answers with.
+type httpError struct {
+	code  int
+	msg   string
+	allow string // for 405
+}
+
+func (e *httpError) Error() string { return e.msg }
+
+func badRequest(msg string) error { return &httpError{code: http.StatusBadRequest, msg: msg} }
+
+// writeError is the one place errors become HTTP statuses.
+func (s *Server) writeError(w http.ResponseWriter, err error) {
+	code, msg := http.StatusInternalServerError, err.Error()
+	var he *httpError
+	switch {
+	case errors.As(err, &he):
+		code, msg = he.code, he.msg
+		if he.allow != "" {
+			w.Header().Set("Allow", he.allow)
+		}
+	case errors.Is(err, raft.ErrNotLeader), errors.Is(err, raft.ErrLeadershipLost):
+		msg = "No cluster leader"
+	case errors.Is(err, context.Canceled):
+		return // the client went away
+	}
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.WriteHeader(code)
+	_, _ = w.Write([]byte(msg))
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		http.Error(w, "encode: "+err.Error(), http.StatusInternalServerError)
+		return
+	}
+	writeRawJSON(w, code, b)
+}
+
+func writeRawJSON(w http.ResponseWriter, code int, b []byte) {
+	w.Header()["Content-Type"] = []string{"application/json"}
+	w.WriteHeader(code)
+	_, _ = w.Write(b)
+}
+
+type handlerFunc func(w http.ResponseWriter, r *http.Request) error
+
+// handler is the public HTTP API.
+func (s *Server) handler() http.Handler {
+	mux := http.NewServeMux()
+	s.route(mux, "/v1/kv/", "kv", s.handleKV)
+	s.route(mux, "/v1/txn", "txn", s.handleTxn)
+	s.route(mux, "/v1/status/leader", "status.leader", s.handleStatusLeader)
+	s.route(mux, "/v1/status/peers", "status.peers", s.handleStatusPeers)
+	s.route(mux, "/v1/agent/self", "agent.self", s.handleAgentSelf)
+	s.route(mux, "/v1/agent/metrics", "agent.metrics", s.handleAgentMetrics)
+	s.route(mux, "/v1/operator/raft/configuration", "operator.raft.configuration", s.handleRaftConfiguration)
+	return mux
+}
+
+func (s *Server) route(mux *http.ServeMux, pattern, endpoint string, h handlerFunc) {
+	key := []string{"api", "http"}
+	count := []string{"api", "http", "requests"}
+	mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		if err := h(w, r); err != nil {
+			s.writeError(w, err)
+		}
+		labels := []gometrics.Label{{Name: "endpoint", Value: endpoint}, {Name: "method", Value: r.Method}}
+		s.tel.m.MeasureSinceWithLabels(key, start, labels)
+		s.tel.m.IncrCounterWithLabels(count, 1, labels)
+	})
+}
+
+func methodNotAllowed(r *http.Request, allow string) error {
+	return &httpError{code: http.StatusMethodNotAllowed, msg: "method " + r.Method + " not allowed", allow: allow}
+}
+
+// queryOpts are the query parameters every read takes.
+type queryOpts struct {
+	stale, consistent bool
+	minIndex          uint64
+	wait              time.Duration
+}
+
+func has(q url.Values, name string) bool { _, ok := q[name]; return ok }
+
+func (s *Server) parseQuery(q url.Values) (queryOpts, error) {
+	var o queryOpts
+	o.stale, o.consistent = has(q, "stale"), has(q, "consistent")
+	if o.stale && o.consistent {
+		return o, badRequest("Cannot specify ?stale with ?consistent, conflicting semantics.")
+	}
+	if err := s.checkScope(q); err != nil {
+		return o, err
+	}
+	if v := q.Get("wait"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil || d < 0 {
+			return o, badRequest("Invalid wait time")
+		}
+		o.wait = d
+	}
+	if v := q.Get("index"); v != "" {
+		n, err := strconv.ParseUint(v, 10, 64)
+		if err != nil {
+			return o, badRequest("Invalid index")
+		}
+		o.minIndex = n
+	}
+	return o, nil
+}
+
+// checkScope refuses datacenters and namespaces this server is not.
+func (s *Server) checkScope(q url.Values) error {
+	if dc := q.Get("dc"); dc != "" && dc != s.opts.Datacenter {
+		return &httpError{code: http.StatusInternalServerError, msg: "No path to datacenter"}
+	}
+	if ns := q.Get("ns"); ns != "" && ns != "default" {
+		return badRequest(`Invalid query parameter: "ns" - Namespaces are a Consul Enterprise feature`)
+	}
+	return nil
+}
+
+// mustForward reports whether a read must be answered by the leader and this
+// node is not it.
+func (s *Server) mustForward(o queryOpts) bool {
+	return !o.stale && s.raft.State() != raft.Leader
+}
+
+// blockingQuery runs query until its index differs from o.minIndex or the
+// wait runs out, and returns the index of the last answer. Without an index it
+// runs once. Consul returns when the index is greater; kvx also returns at once
+// when it is smaller (after a snapshot restore or a tombstone reap), so a
+// client can reset instead of waiting out its timeout.
+func (s *Server) blockingQuery(r *http.Request, o queryOpts, query func(ws memdb.WatchSet, rt *state.ReadTxn) uint64) (uint64, error) {
+	if o.consistent {
+		if err := s.raft.VerifyLeader().Error(); err != nil {
+			return 0, err
+		}
+	}
+	if o.minIndex == 0 {
+		return query(nil, s.store.Read()), nil
+	}
+	wait := o.wait
+	if wait == 0 {
+		wait = defaultWait
+	}
+	if wait > maxWait {
+		wait = maxWait
+	}
+	wait += rand.N(wait/16 + 1)
+	ctx, cancel := context.WithTimeout(r.Context(), wait)
+	defer cancel()
+	s.tel.m.SetGauge([]string{"rpc", "queries_blocking"}, float32(s.blocking.Add(1)))
+	defer func() { s.tel.m.SetGauge([]string{"rpc", "queries_blocking"}, float32(s.blocking.Add(-1))) }()
+	for {
+		rt := s.store.Read()
+		ws := memdb.NewWatchSet()
+		ws.Add(rt.AbandonCh())
+		ws.Add(s.shutdown)
+		idx := query(ws, rt)
+		if idx != o.minIndex {
+			return idx, nil
+		}
+		if err := ws.WatchCtx(ctx); err != nil {
+			if r.Context().Err() != nil {
+				return idx, r.Context().Err()
+			}
+			return idx, nil // the wait ran out: the unchanged answer
+		}
+		if o.consistent {
+			if err := s.raft.VerifyLeader().Error(); err != nil {
+				return 0, err
+			}
+		}
+	}
+}
+
+// setMeta writes the three headers every read carries.
+func (s *Server) setMeta(w http.ResponseWriter, index uint64, withIndex bool) {
+	h := w.Header()
+	if withIndex {
+		if index == 0 {
+			index = 1
+		}
+		h["X-Consul-Index"] = []string{strconv.FormatUint(index, 10)}
+	}
+	leader, _ := s.raft.LeaderWithID()
+	h["X-Consul-Knownleader"] = []string{strconv.FormatBool(leader != "")}
+	h["X-Consul-Lastcontact"] = []string{strconv.FormatInt(s.lastContactMS(), 10)}
+}
+
+func (s *Server) lastContactMS() int64 {
+	if s.raft.State() == raft.Leader {
+		return 0
+	}
+	last := s.raft.LastContact()
+	if last.IsZero() {
+		return 0
+	}
+	return time.Since(last).Milliseconds()
+}
+
+// keyFromPath returns the KV key of a /v1/kv/ request.
+func keyFromPath(r *http.Request) (string, error) {
+	key := strings.TrimPrefix(r.URL.Path, "/v1/kv/")
+	if key != strings.TrimSpace(key) {
+		return "", badRequest("Invalid key name: leading or trailing spaces")
+	}
+	for _, seg := range strings.Split(key, "/") {
+		if seg == ".." {
+			return "", badRequest(`Invalid key name: ".." segment`)
+		}
+	}
+	return key, nil
+}

@@ -1,0 +1,233 @@
+package server
+
+import (
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strconv"
+
+	memdb "github.com/hashicorp/go-memdb"
+
+	"github.com/kvxproject/kvx/pkg/server/state"
+)
+
+func (s *Server) handleKV(w http.ResponseWriter, r *http.Request) error {
+	switch r.Method {
+	case http.MethodGet:
+		return s.kvGet(w, r)
+	case http.MethodPut, http.MethodDelete:
+		if !s.IsLeader() { // the leader validates and applies; the body is not read here
+			s.forward(w, r)
+			return nil
+		}
+		if r.Method == http.MethodPut {
+			return s.kvPut(w, r)
+		}
+		return s.kvDelete(w, r)
+	}
+	return methodNotAllowed(r, "GET, PUT, DELETE")
+}
+
+func (s *Server) kvGet(w http.ResponseWriter, r *http.Request) error {
+	q := r.URL.Query()
+	o, err := s.parseQuery(q)
+	if err != nil {
+		return err
+	}
+	key, err := keyFromPath(r)
+	if err != nil {
+		return err
+	}
+	if s.mustForward(o) {
+		s.forward(w, r)
+		return nil
+	}
+	switch {
+	case has(q, "keys"):
+		sep := q.Get("separator")
+		if sep == "" {
+			sep = q.Get("seperator") // Consul still accepts its old spelling
+		}
+		var keys []string
+		idx, err := s.blockingQuery(r, o, func(ws memdb.WatchSet, rt *state.ReadTxn) uint64 {
+			var idx uint64
+			idx, keys = rt.KVKeys(ws, key, sep)
+			return idx
+		})
+		if err != nil {
+			return err
+		}
+		s.setMeta(w, idx, true)
+		if len(keys) == 0 {
+			w.WriteHeader(http.StatusNotFound)
+			return nil
+		}
+		b := []byte{'['}
+		for i, k := range keys {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = appendJSONString(b, k)
+		}
+		writeRawJSON(w, http.StatusOK, append(b, ']'))
+		return nil
+	case has(q, "recurse"):
+		var entries []*state.Entry
+		idx, err := s.blockingQuery(r, o, func(ws memdb.WatchSet, rt *state.ReadTxn) uint64 {
+			var idx uint64
+			idx, entries = rt.KVList(ws, key)
+			return idx
+		})
+		if err != nil {
+			return err
+		}
+		s.setMeta(w, idx, true)
+		if len(entries) == 0 {
+			w.WriteHeader(http.StatusNotFound)
+			return nil
+		}
+		writeRawJSON(w, http.StatusOK, appendEntries(make([]byte, 0, entriesSize(entries)), entries))
+		return nil
+	}
+	var entry *state.Entry
+	idx, err := s.blockingQuery(r, o, func(ws memdb.WatchSet, rt *state.ReadTxn) uint64 {
+		var idx uint64
+		idx, entry = rt.KVGet(ws, key)
+		return idx
+	})
+	if err != nil {
+		return err
+	}
+	s.setMeta(w, idx, true)
+	if entry == nil {
+		w.WriteHeader(http.StatusNotFound)
+		return nil
+	}
+	if has(q, "raw") {
+		w.Header()["Content-Type"] = []string{"text/plain; charset=utf-8"}
+		w.Header()["X-Content-Type-Options"] = []string{"nosniff"}
+		_, _ = w.Write(entry.Value)
+		return nil
+	}
+	one := []*state.Entry{entry}
+	writeRawJSON(w, http.StatusOK, appendEntries(make([]byte, 0, entriesSize(one)), one))
+	return nil
+}
+
+// conflicting refuses a request that combines two of cas, acquire and release.
+func conflicting(q url.Values, names ...string) error {
+	n := 0
+	for _, name := range names {
+		if has(q, name) {
+			n++
+		}
+	}
+	if n > 1 {
+		return badRequest("Conflicting flags: " + q.Encode() + "\n")
+	}
+	return nil
+}
+
+func parseCAS(q url.Values) (uint64, error) {
+	n, err := strconv.ParseUint(q.Get("cas"), 10, 64)
+	if err != nil {
+		return 0, badRequest(fmt.Sprintf("Invalid cas index %q", q.Get("cas")))
+	}
+	return n, nil
+}
+
+func tooLarge(n int64) error {
+	return &httpError{code: http.StatusRequestEntityTooLarge, msg: fmt.Sprintf(
+		"Request body(%d bytes) too large, max size: %d bytes. See https://developer.hashicorp.com/docs/agent/config/config-files#kv_max_value_size.", n, maxValueSize)}
+}
+
+func (s *Server) kvPut(w http.ResponseWriter, r *http.Request) error {
+	q := r.URL.Query()
+	if err := s.checkScope(q); err != nil {
+		return err
+	}
+	key, err := keyFromPath(r)
+	if err != nil {
+		return err
+	}
+	if key == "" {
+		return badRequest("Missing key name")
+	}
+	if err := conflicting(q, "cas", "acquire", "release"); err != nil {
+		return err
+	}
+	op := state.Op{Verb: state.VerbSet, Key: key}
+	if v := q.Get("flags"); v != "" {
+		// Consul answers 500 with strconv's own text here; kvx matches it.
+		if op.Flags, err = strconv.ParseUint(v, 10, 64); err != nil {
+			return err
+		}
+	}
+	if has(q, "cas") {
+		if op.Index, err = parseCAS(q); err != nil {
+			return err
+		}
+		op.Verb = state.VerbCAS
+	}
+	if has(q, "acquire") || has(q, "release") {
+		sid := q.Get("acquire") + q.Get("release")
+		return &httpError{code: http.StatusInternalServerError, msg: fmt.Sprintf("invalid session %q", sid)}
+	}
+	if r.ContentLength > maxValueSize {
+		return tooLarge(r.ContentLength)
+	}
+	body, err := io.ReadAll(io.LimitReader(r.Body, maxValueSize+1))
+	if err != nil {
+		return badRequest("read body: " + err.Error())
+	}
+	if len(body) > maxValueSize {
+		return tooLarge(int64(len(body)))
+	}
+	op.Value = body
+	return s.kvWrite(w, &op)
+}
+
+func (s *Server) kvDelete(w http.ResponseWriter, r *http.Request) error {
+	q := r.URL.Query()
+	if err := s.checkScope(q); err != nil {
+		return err
+	}
+	key, err := keyFromPath(r)
+	if err != nil {
+		return err
+	}
+	if err := conflicting(q, "recurse", "cas"); err != nil {
+		return err
+	}
+	op := state.Op{Verb: state.VerbDelete, Key: key}
+	switch {
+	case has(q, "recurse"):
+		op.Verb = state.VerbDeleteTree
+	case key == "":
+		return badRequest("Missing key name")
+	case has(q, "cas"):
+		if op.Index, err = parseCAS(q); err != nil {
+			return err
+		}
+		op.Verb = state.VerbDeleteCAS
+	}
+	return s.kvWrite(w, &op)
+}
+
+func (s *Server) kvWrite(w http.ResponseWriter, op *state.Op) error {
+	resp, err := s.apply(encodeKV(op))
+	if err != nil {
+		return err
+	}
+	kr := resp.(kvResponse)
+	if kr.err != nil {
+		return kr.err
+	}
+	if kr.ok {
+		writeRawJSON(w, http.StatusOK, []byte("true"))
+	} else {
+		writeRawJSON(w, http.StatusOK, []byte("false"))
+	}
+	return nil
+}

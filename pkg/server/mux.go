@@ -1,0 +1,139 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/raft"
+)
+
+// One TCP port carries all server-to-server traffic. The first byte of a
+// connection says what follows: Raft's own RPCs, or HTTP (requests forwarded
+// to the leader, and the cluster's join handshake). So a node needs to know
+// only the Raft address of the leader, which Raft itself tells it.
+const (
+	muxRaft byte = 'R'
+	muxHTTP byte = 'H'
+)
+
+type muxListener struct {
+	ln     net.Listener
+	raft   *subListener
+	http   *subListener
+	wg     sync.WaitGroup
+	closed chan struct{}
+}
+
+func newMux(addr string) (*muxListener, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("listen raft %s: %w", addr, err)
+	}
+	m := &muxListener{ln: ln, closed: make(chan struct{})}
+	m.raft = &subListener{parent: m, ch: make(chan net.Conn, 16)}
+	m.http = &subListener{parent: m, ch: make(chan net.Conn, 16)}
+	m.wg.Add(1)
+	go m.serve()
+	return m, nil
+}
+
+func (m *muxListener) serve() {
+	defer m.wg.Done()
+	for {
+		conn, err := m.ln.Accept()
+		if err != nil {
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				continue
+			}
+			return
+		}
+		m.wg.Add(1)
+		go func() {
+			defer m.wg.Done()
+			m.route(conn)
+		}()
+	}
+}
+
+func (m *muxListener) route(conn net.Conn) {
+	_ = conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	var b [1]byte
+	if _, err := conn.Read(b[:]); err != nil {
+		conn.Close()
+		return
+	}
+	_ = conn.SetReadDeadline(time.Time{})
+	var sub *subListener
+	switch b[0] {
+	case muxRaft:
+		sub = m.raft
+	case muxHTTP:
+		sub = m.http
+	default:
+		conn.Close()
+		return
+	}
+	select {
+	case sub.ch <- conn:
+	case <-m.closed:
+		conn.Close()
+	}
+}
+
+func (m *muxListener) Close() error {
+	select {
+	case <-m.closed:
+		return nil
+	default:
+	}
+	close(m.closed)
+	err := m.ln.Close()
+	m.wg.Wait()
+	return err
+}
+
+// subListener is a net.Listener for one kind of muxed connection.
+type subListener struct {
+	parent *muxListener
+	ch     chan net.Conn
+}
+
+func (s *subListener) Accept() (net.Conn, error) {
+	select {
+	case c := <-s.ch:
+		return c, nil
+	case <-s.parent.closed:
+		return nil, net.ErrClosed
+	}
+}
+
+func (s *subListener) Close() error   { return nil } // the mux owns the socket
+func (s *subListener) Addr() net.Addr { return s.parent.ln.Addr() }
+
+// dialMux opens a connection of the given kind to a server's Raft address.
+func dialMux(ctx context.Context, addr string, kind byte, timeout time.Duration) (net.Conn, error) {
+	d := net.Dialer{Timeout: timeout}
+	conn, err := d.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := conn.Write([]byte{kind}); err != nil {
+		conn.Close()
+		return nil, err
+	}
+	return conn, nil
+}
+
+// raftLayer is Raft's StreamLayer over the mux.
+type raftLayer struct{ *subListener }
+
+var _ raft.StreamLayer = raftLayer{}
+
+func (l raftLayer) Dial(addr raft.ServerAddress, timeout time.Duration) (net.Conn, error) {
+	return dialMux(context.Background(), string(addr), muxRaft, timeout)
+}

@@ -1,0 +1,352 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/raft"
+	raftwal "github.com/hashicorp/raft-wal"
+
+	"github.com/kvxproject/kvx/pkg/metrics"
+	"github.com/kvxproject/kvx/pkg/server/state"
+)
+
+// Options configure a server. The zero value of a field means its default.
+type Options struct {
+	NodeName   string // default: the host name
+	Datacenter string // default "dc1"
+	Version    string // reported by /v1/agent/self
+
+	// Dev runs one node entirely in memory with fast Raft timers: nothing is
+	// written to disk and it is ready in well under a second.
+	Dev bool
+	// DataDir holds the Raft log (raft-wal) and snapshots. Required unless Dev.
+	DataDir string
+
+	HTTPAddr string // default "127.0.0.1:8500"; port 0 picks a free port
+	RaftAddr string // default "127.0.0.1:8300"; Raft, forwarding and join, on one port
+
+	// BootstrapExpect is how many servers form the first cluster. With 0 or 1
+	// and no Join addresses, the node bootstraps alone.
+	BootstrapExpect int
+	// Join lists Raft addresses of other servers to discover at start.
+	Join []string
+
+	// HeartbeatTimeout drives Raft's heartbeat, election and lease timers.
+	// Default 1s, or 50ms with Dev.
+	HeartbeatTimeout time.Duration
+	// SnapshotThreshold, SnapshotInterval and TrailingLogs tune when Raft
+	// snapshots and truncates its log; 0 keeps hashicorp/raft's defaults.
+	SnapshotThreshold uint64
+	SnapshotInterval  time.Duration
+	TrailingLogs      uint64
+	// TombstoneTTL is how long deleted keys keep their tombstones (default 15m).
+	TombstoneTTL time.Duration
+
+	Logger  *slog.Logger // nil discards
+	Metrics metrics.Sink // nil discards
+}
+
+func (o *Options) withDefaults() error {
+	if o.NodeName == "" {
+		h, err := os.Hostname()
+		if err != nil {
+			return fmt.Errorf("node name: %w", err)
+		}
+		o.NodeName = h
+	}
+	if o.Datacenter == "" {
+		o.Datacenter = "dc1"
+	}
+	if o.Version == "" {
+		o.Version = "dev"
+	}
+	if o.HTTPAddr == "" {
+		o.HTTPAddr = "127.0.0.1:8500"
+	}
+	if o.RaftAddr == "" {
+		o.RaftAddr = "127.0.0.1:8300"
+	}
+	if o.HeartbeatTimeout == 0 {
+		o.HeartbeatTimeout = time.Second
+		if o.Dev {
+			o.HeartbeatTimeout = 50 * time.Millisecond
+		}
+	}
+	if o.TombstoneTTL == 0 {
+		o.TombstoneTTL = 15 * time.Minute
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.Metrics == nil {
+		o.Metrics = metrics.Discard
+	}
+	if !o.Dev && o.DataDir == "" {
+		return errors.New("a data dir is required (or run with -dev)")
+	}
+	if o.Dev && o.DataDir != "" {
+		return errors.New("-dev keeps everything in memory: drop -data-dir")
+	}
+	if o.BootstrapExpect < 0 {
+		return fmt.Errorf("bootstrap-expect %d: must be 0 or more", o.BootstrapExpect)
+	}
+	return nil
+}
+
+// Server is one kvx server node.
+type Server struct {
+	opts   Options
+	logger *slog.Logger
+	store  *state.Store
+	tel    *telemetry
+
+	raft      *raft.Raft
+	transport *raft.NetworkTransport
+	mux       *muxListener
+	closers   []io.Closer
+
+	httpLn      net.Listener
+	httpSrv     *http.Server
+	internalSrv *http.Server
+	forwarder   *http.Client
+
+	blocking atomic.Int64 // blocking queries in flight
+
+	peersMu sync.Mutex
+	peers   map[string]peer // servers that said hello, for cluster formation
+
+	shutdown     chan struct{}
+	shutdownOnce sync.Once
+	wg           sync.WaitGroup
+	closeErr     error
+}
+
+// New starts a server: it binds its ports, opens its data dir, starts Raft and
+// serves HTTP. It returns once the ports are bound; WaitForLeader tells when it
+// can take writes.
+func New(opts Options) (_ *Server, err error) {
+	if err := opts.withDefaults(); err != nil {
+		return nil, err
+	}
+	s := &Server{opts: opts, logger: opts.Logger, store: state.New(), shutdown: make(chan struct{})}
+	defer func() {
+		if err != nil {
+			s.Close()
+		}
+	}()
+	if s.tel, err = newTelemetry(opts.Metrics); err != nil {
+		return nil, err
+	}
+	if s.mux, err = newMux(opts.RaftAddr); err != nil {
+		return nil, err
+	}
+	if ip := s.mux.ln.Addr().(*net.TCPAddr).IP; ip.IsUnspecified() {
+		return nil, fmt.Errorf("raft address %s: give a routable address, other servers dial it", opts.RaftAddr)
+	}
+	if s.httpLn, err = net.Listen("tcp", opts.HTTPAddr); err != nil {
+		return nil, fmt.Errorf("listen http %s: %w", opts.HTTPAddr, err)
+	}
+	if err := s.startRaft(); err != nil {
+		return nil, err
+	}
+	s.forwarder = &http.Client{Transport: &http.Transport{
+		DialContext: func(ctx context.Context, _, addr string) (net.Conn, error) {
+			return dialMux(ctx, addr, muxHTTP, 5*time.Second)
+		},
+		MaxIdleConnsPerHost: 256,
+		IdleConnTimeout:     time.Minute,
+	}}
+	api := s.handler()
+	s.httpSrv = &http.Server{Handler: api, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(s.logger.Handler(), slog.LevelDebug)}
+	s.internalSrv = &http.Server{Handler: s.internalHandler(api), ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(s.logger.Handler(), slog.LevelDebug)}
+	s.goServe(s.httpSrv, s.httpLn)
+	s.goServe(s.internalSrv, s.mux.http)
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		s.tombstoneGC()
+	}()
+	s.logger.Info("server started", "node", opts.NodeName, "http", s.HTTPAddr(), "raft", s.RaftAddr(), "dev", opts.Dev)
+	return s, nil
+}
+
+func (s *Server) goServe(srv *http.Server, ln net.Listener) {
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) && !errors.Is(err, net.ErrClosed) {
+			s.logger.Error("http serve", "addr", ln.Addr().String(), "err", err)
+		}
+	}()
+}
+
+func (s *Server) startRaft() error {
+	o := s.opts
+	conf := raft.DefaultConfig()
+	conf.LocalID = raft.ServerID(o.NodeName)
+	conf.Logger = newHCLogger(s.logger)
+	conf.HeartbeatTimeout = o.HeartbeatTimeout
+	conf.ElectionTimeout = o.HeartbeatTimeout
+	conf.LeaderLeaseTimeout = o.HeartbeatTimeout / 2
+	conf.BatchApplyCh = true
+	conf.MaxAppendEntries = 256
+	if o.SnapshotThreshold > 0 {
+		conf.SnapshotThreshold = o.SnapshotThreshold
+	}
+	if o.SnapshotInterval > 0 {
+		conf.SnapshotInterval = o.SnapshotInterval
+	}
+	if o.TrailingLogs > 0 {
+		conf.TrailingLogs = o.TrailingLogs
+	}
+
+	var (
+		logs   raft.LogStore
+		stable raft.StableStore
+		snaps  raft.SnapshotStore
+	)
+	if o.Dev {
+		mem := raft.NewInmemStore()
+		logs, stable, snaps = mem, mem, raft.NewInmemSnapshotStore()
+	} else {
+		dir := filepath.Join(o.DataDir, "raft")
+		if err := os.MkdirAll(filepath.Join(dir, "wal"), 0o700); err != nil {
+			return fmt.Errorf("data dir: %w", err)
+		}
+		wal, err := raftwal.Open(filepath.Join(dir, "wal"), raftwal.WithLogger(conf.Logger.Named("wal")))
+		if err != nil {
+			return fmt.Errorf("open raft log %s: %w", dir, err)
+		}
+		s.closers = append(s.closers, wal)
+		fss, err := raft.NewFileSnapshotStoreWithLogger(dir, 2, conf.Logger.Named("snapshot"))
+		if err != nil {
+			return fmt.Errorf("open snapshots %s: %w", dir, err)
+		}
+		logs, stable, snaps = wal, wal, fss
+	}
+	cached, err := raft.NewLogCache(1024, logs)
+	if err != nil {
+		return fmt.Errorf("raft log cache: %w", err)
+	}
+	s.transport = raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
+		Stream: raftLayer{s.mux.raft}, MaxPool: 4, Timeout: 10 * time.Second, Logger: conf.Logger.Named("transport"),
+	})
+	hasState, err := raft.HasExistingState(cached, stable, snaps)
+	if err != nil {
+		return fmt.Errorf("read raft state: %w", err)
+	}
+	s.raft, err = raft.NewRaft(conf, &fsm{store: s.store, logger: s.logger}, cached, stable, snaps, s.transport)
+	if err != nil {
+		return fmt.Errorf("start raft: %w", err)
+	}
+	switch {
+	case hasState:
+		s.logger.Info("recovering from data dir", "dir", o.DataDir)
+	case o.Dev || (o.BootstrapExpect <= 1 && len(o.Join) == 0):
+		self := raft.Server{ID: conf.LocalID, Address: s.transport.LocalAddr()}
+		if err := s.raft.BootstrapCluster(raft.Configuration{Servers: []raft.Server{self}}).Error(); err != nil {
+			return fmt.Errorf("bootstrap: %w", err)
+		}
+	default:
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			s.discover()
+		}()
+	}
+	return nil
+}
+
+// HTTPAddr is the bound HTTP address.
+func (s *Server) HTTPAddr() string { return s.httpLn.Addr().String() }
+
+// RaftAddr is the bound Raft (and forwarding, and join) address.
+func (s *Server) RaftAddr() string { return s.mux.ln.Addr().String() }
+
+// NodeName is this node's name, which is also its Raft server ID.
+func (s *Server) NodeName() string { return s.opts.NodeName }
+
+// IsLeader reports whether this node is the Raft leader now.
+func (s *Server) IsLeader() bool { return s.raft.State() == raft.Leader }
+
+// WaitForLeader blocks until the cluster has a leader this node knows of.
+func (s *Server) WaitForLeader(ctx context.Context) error {
+	t := time.NewTicker(5 * time.Millisecond)
+	defer t.Stop()
+	for {
+		if addr, _ := s.raft.LeaderWithID(); addr != "" {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("wait for leader: %w", ctx.Err())
+		case <-s.shutdown:
+			return errors.New("wait for leader: server shut down")
+		case <-t.C:
+		}
+	}
+}
+
+// Run serves until ctx is done, then shuts the server down.
+func (s *Server) Run(ctx context.Context) error {
+	select {
+	case <-ctx.Done():
+	case <-s.shutdown:
+	}
+	return s.Close()
+}
+
+// Close stops serving, wakes every blocking query, and shuts Raft down
+// cleanly. It is safe to call more than once.
+func (s *Server) Close() error {
+	s.shutdownOnce.Do(func() {
+		close(s.shutdown)
+		var errs []error
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		for _, srv := range []*http.Server{s.httpSrv, s.internalSrv} {
+			if srv != nil {
+				if err := srv.Shutdown(ctx); err != nil {
+					srv.Close()
+				}
+			}
+		}
+		if s.httpLn != nil {
+			s.httpLn.Close()
+		}
+		if s.raft != nil {
+			if err := s.raft.Shutdown().Error(); err != nil {
+				errs = append(errs, fmt.Errorf("raft shutdown: %w", err))
+			}
+		}
+		if s.transport != nil {
+			s.transport.Close()
+		}
+		if s.mux != nil {
+			s.mux.Close()
+		}
+		if s.forwarder != nil {
+			s.forwarder.CloseIdleConnections()
+		}
+		s.wg.Wait()
+		for _, c := range s.closers {
+			if err := c.Close(); err != nil {
+				errs = append(errs, err)
+			}
+		}
+		s.closeErr = errors.Join(errs...)
+		s.logger.Info("server stopped", "node", s.opts.NodeName)
+	})
+	return s.closeErr
+}
