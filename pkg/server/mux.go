@@ -34,8 +34,8 @@ func newMux(addr string) (*muxListener, error) {
 		return nil, fmt.Errorf("listen raft %s: %w", addr, err)
 	}
 	m := &muxListener{ln: ln, closed: make(chan struct{})}
-	m.raft = &subListener{parent: m, ch: make(chan net.Conn, 16)}
-	m.http = &subListener{parent: m, ch: make(chan net.Conn, 16)}
+	m.raft = &subListener{parent: m, ch: make(chan net.Conn, 16), closed: make(chan struct{})}
+	m.http = &subListener{parent: m, ch: make(chan net.Conn, 16), closed: make(chan struct{})}
 	m.wg.Add(1)
 	go m.serve()
 	return m, nil
@@ -80,6 +80,8 @@ func (m *muxListener) route(conn net.Conn) {
 	}
 	select {
 	case sub.ch <- conn:
+	case <-sub.closed:
+		conn.Close()
 	case <-m.closed:
 		conn.Close()
 	}
@@ -99,20 +101,28 @@ func (m *muxListener) Close() error {
 
 // subListener is a net.Listener for one kind of muxed connection.
 type subListener struct {
-	parent *muxListener
-	ch     chan net.Conn
+	parent    *muxListener
+	ch        chan net.Conn
+	closed    chan struct{}
+	closeOnce sync.Once
 }
 
 func (s *subListener) Accept() (net.Conn, error) {
 	select {
 	case c := <-s.ch:
 		return c, nil
+	case <-s.closed:
+		return nil, net.ErrClosed
 	case <-s.parent.closed:
 		return nil, net.ErrClosed
 	}
 }
 
-func (s *subListener) Close() error   { return nil } // the mux owns the socket
+// Close stops Accept; the socket itself belongs to the mux.
+func (s *subListener) Close() error {
+	s.closeOnce.Do(func() { close(s.closed) })
+	return nil
+}
 func (s *subListener) Addr() net.Addr { return s.parent.ln.Addr() }
 
 // dialMux opens a connection of the given kind to a server's Raft address.

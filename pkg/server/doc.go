@@ -1,0 +1,45 @@
+// Package server is kvx's embedded server: a hashicorp/raft node whose FSM is
+// the go-memdb store of package state, serving Consul's HTTP API (KV, txn,
+// status, agent, operator) so that Consul's own clients work against it.
+//
+// # Storage
+//
+// The Raft log and stable store is raft-wal, behind a raft.LogCache; snapshots
+// go to a raft.FileSnapshotStore (two kept). raft-wal was measured against
+// raft-boltdb/v2 with `kvx bench kv` on the 2-core machine, one durable node,
+// 128-byte values, 5 s per run:
+//
+//	              64 writers   1 writer
+//	raft-wal      17,591/s     2,410/s   (p99 9.2 ms / 1.2 ms)
+//	raft-boltdb   13,197/s     1,142/s   (p99 11.3 ms / 2.4 ms)
+//
+// raft-wal makes one fsync per append batch where bolt makes two, and does no
+// B-tree bookkeeping, so it is faster at every concurrency; it is what Consul
+// 1.22 uses on fresh data dirs. -dev keeps log, stable store and snapshots in
+// memory.
+//
+// # Writes and reads
+//
+// Every write is one Raft entry (see command.go for the format); the FSM
+// implements raft.BatchingFSM and applies a batch of KV writes in one memdb
+// transaction, so a burst costs one commit and one round of watch wake-ups.
+// The index of every entry is its Raft index, as in Consul.
+//
+// Writes and default reads on a follower are forwarded to the leader as HTTP
+// over the Raft port (see mux.go); ?stale reads are answered locally;
+// ?consistent reads first confirm leadership with VerifyLeader.
+//
+// Blocking queries read through a memdb WatchSet: the query sleeps on the
+// channels of exactly the radix nodes it read, so an idle query costs no CPU.
+//
+// # Index rules
+//
+// One key's index is its ModifyIndex, or the global KV index when missing.
+// A prefix's index is the largest ModifyIndex or tombstone index under it, or
+// the global index when both are 0. Deletes leave tombstones so a prefix's
+// index never goes backwards; the leader reaps them through Raft after
+// Options.TombstoneTTL (15 minutes). A write that changes nothing keeps the
+// old ModifyIndex.
+//
+// Only this package imports raft. It must not import consul/api outside tests.
+package server
