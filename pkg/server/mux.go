@@ -26,6 +26,27 @@ type muxListener struct {
 	http   *subListener
 	wg     sync.WaitGroup
 	closed chan struct{}
+
+	mu    sync.Mutex
+	conns map[*muxConn]struct{} // every open accepted connection
+}
+
+// muxConn is an accepted connection the mux closes when it closes, as the
+// kernel would for a process that exits: a peer must never wait forever on
+// a node that has stopped.
+type muxConn struct {
+	net.Conn
+	m    *muxListener
+	once sync.Once
+}
+
+func (c *muxConn) Close() error {
+	c.once.Do(func() {
+		c.m.mu.Lock()
+		delete(c.m.conns, c)
+		c.m.mu.Unlock()
+	})
+	return c.Conn.Close()
 }
 
 func newMux(addr string) (*muxListener, error) {
@@ -33,7 +54,7 @@ func newMux(addr string) (*muxListener, error) {
 	if err != nil {
 		return nil, fmt.Errorf("listen raft %s: %w", addr, err)
 	}
-	m := &muxListener{ln: ln, closed: make(chan struct{})}
+	m := &muxListener{ln: ln, closed: make(chan struct{}), conns: map[*muxConn]struct{}{}}
 	m.raft = &subListener{parent: m, ch: make(chan net.Conn, 16), closed: make(chan struct{})}
 	m.http = &subListener{parent: m, ch: make(chan net.Conn, 16), closed: make(chan struct{})}
 	m.wg.Add(1)
@@ -52,10 +73,14 @@ func (m *muxListener) serve() {
 			}
 			return
 		}
+		mc := &muxConn{Conn: conn, m: m}
+		m.mu.Lock()
+		m.conns[mc] = struct{}{}
+		m.mu.Unlock()
 		m.wg.Add(1)
 		go func() {
 			defer m.wg.Done()
-			m.route(conn)
+			m.route(mc)
 		}()
 	}
 }
@@ -96,6 +121,15 @@ func (m *muxListener) Close() error {
 	close(m.closed)
 	err := m.ln.Close()
 	m.wg.Wait()
+	m.mu.Lock()
+	open := make([]*muxConn, 0, len(m.conns))
+	for c := range m.conns {
+		open = append(open, c)
+	}
+	m.mu.Unlock()
+	for _, c := range open {
+		c.Close()
+	}
 	return err
 }
 

@@ -16,6 +16,7 @@ import (
 
 	"github.com/hashicorp/raft"
 	raftwal "github.com/hashicorp/raft-wal"
+	"github.com/hashicorp/raft-wal/metadb"
 
 	"github.com/kvxproject/kvx/pkg/metrics"
 	"github.com/kvxproject/kvx/pkg/server/state"
@@ -224,11 +225,15 @@ func (s *Server) startRaft() error {
 		if err := os.MkdirAll(filepath.Join(dir, "wal"), 0o700); err != nil {
 			return fmt.Errorf("data dir: %w", err)
 		}
-		wal, err := raftwal.Open(filepath.Join(dir, "wal"), raftwal.WithLogger(conf.Logger.Named("wal")))
+		// raft-wal's Close leaves its metadata db open (and locked), so kvx
+		// owns that db and closes it after the WAL.
+		meta := &metadb.BoltMetaDB{}
+		wal, err := raftwal.Open(filepath.Join(dir, "wal"), raftwal.WithLogger(conf.Logger.Named("wal")), raftwal.WithMetaStore(meta))
 		if err != nil {
+			meta.Close()
 			return fmt.Errorf("open raft log %s: %w", dir, err)
 		}
-		s.closers = append(s.closers, wal)
+		s.closers = append(s.closers, wal, meta)
 		fss, err := raft.NewFileSnapshotStoreWithLogger(dir, 2, conf.Logger.Named("snapshot"))
 		if err != nil {
 			return fmt.Errorf("open snapshots %s: %w", dir, err)

@@ -1,0 +1,321 @@
+package server_test
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	consulapi "github.com/hashicorp/consul/api"
+
+	"github.com/kvxproject/kvx/pkg/client"
+	"github.com/kvxproject/kvx/pkg/server"
+	"github.com/kvxproject/kvx/pkg/servertest"
+)
+
+// freeAddr reserves a loopback port and returns it, for a node that must
+// come back on the same address after a restart.
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+func startNode(t *testing.T, opts server.Options) (*server.Server, *consulapi.Client) {
+	t.Helper()
+	if opts.HTTPAddr == "" {
+		opts.HTTPAddr = "127.0.0.1:0"
+	}
+	if opts.RaftAddr == "" {
+		opts.RaftAddr = "127.0.0.1:0"
+	}
+	if os.Getenv("KVX_TEST_LOG") != "" {
+		opts.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug})).With("node", opts.NodeName)
+	}
+	srv, err := server.New(opts)
+	if err != nil {
+		t.Fatalf("start %s: %v", opts.NodeName, err)
+	}
+	t.Cleanup(func() { srv.Close() })
+	c, err := client.New(client.Options{Address: srv.HTTPAddr()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return srv, c
+}
+
+func waitLeader(t *testing.T, srv *server.Server) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := srv.WaitForLeader(ctx); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// eventually polls cond until it holds or the deadline passes.
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func TestStatusAgentOperatorMetrics(t *testing.T) {
+	srv := servertest.Start(t, func(o *server.Options) { o.NodeName = "kvx-node" })
+	c := srv.Client
+	leader, err := c.Status().Leader()
+	if err != nil || leader != srv.RaftAddr() {
+		t.Fatalf("leader = %q, %v; want %s", leader, err, srv.RaftAddr())
+	}
+	peers, err := c.Status().Peers()
+	if err != nil || len(peers) != 1 || peers[0] != srv.RaftAddr() {
+		t.Fatalf("peers = %q, %v", peers, err)
+	}
+	name, err := c.Agent().NodeName()
+	if err != nil || name != "kvx-node" {
+		t.Fatalf("agent node name = %q, %v", name, err)
+	}
+	self, err := c.Agent().Self()
+	if err != nil || self["Config"]["Datacenter"] != "dc1" || self["Config"]["Version"] == "" {
+		t.Fatalf("agent self config = %v, %v", self["Config"], err)
+	}
+	conf, err := c.Operator().RaftGetConfiguration(nil)
+	if err != nil || len(conf.Servers) != 1 || !conf.Servers[0].Leader || !conf.Servers[0].Voter || conf.Servers[0].Node != "kvx-node" {
+		t.Fatalf("raft configuration = %+v, %v", conf, err)
+	}
+	mustPut(t, c.KV(), "m", "1")
+	m, err := c.Agent().Metrics()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sawHTTP bool
+	for _, s := range m.Samples {
+		sawHTTP = sawHTTP || s.Name == "kvx.api.http"
+	}
+	if !sawHTTP {
+		t.Fatalf("agent metrics have no kvx.api.http sample: %+v", m.Samples)
+	}
+	code, body, _ := rawDo(t, "GET", "http://"+srv.HTTPAddr()+"/v1/agent/metrics?format=prometheus", nil)
+	if code != 200 || !strings.Contains(body, "kvx_api_http_count") {
+		t.Fatalf("prometheus metrics = %d %q", code, body)
+	}
+}
+
+func TestRestartRecoversEveryAcknowledgedWrite(t *testing.T) {
+	dir := t.TempDir()
+	opts := server.Options{
+		NodeName: "n1", DataDir: dir, HTTPAddr: "127.0.0.1:0", RaftAddr: freeAddr(t),
+		HeartbeatTimeout: 100 * time.Millisecond,
+		// Snapshot and truncate often, so recovery reads a snapshot plus a log tail.
+		SnapshotThreshold: 50, SnapshotInterval: 50 * time.Millisecond, TrailingLogs: 10,
+	}
+	srv, c := startNode(t, opts)
+	waitLeader(t, srv)
+	const n = 300
+	for i := 0; i < n; i++ {
+		mustPut(t, c.KV(), fmt.Sprintf("r/%03d", i), fmt.Sprint(i))
+	}
+	if _, err := c.KV().Delete("r/000", nil); err != nil {
+		t.Fatal(err)
+	}
+	_, before, _ := c.KV().List("r/", nil)
+	eventually(t, "a snapshot", func() bool {
+		self, err := c.Agent().Self()
+		return err == nil && self["Stats"]["raft"].(map[string]any)["last_snapshot_index"] != "0"
+	})
+	if err := srv.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	srv, c = startNode(t, opts)
+	waitLeader(t, srv)
+	pairs, after, err := c.KV().List("r/", nil)
+	if err != nil || len(pairs) != n-1 {
+		t.Fatalf("after restart: %d keys, %v; want %d", len(pairs), err, n-1)
+	}
+	for i, p := range pairs {
+		if want := fmt.Sprint(i + 1); string(p.Value) != want {
+			t.Fatalf("%s = %q, want %q", p.Key, p.Value, want)
+		}
+	}
+	if after.LastIndex < before.LastIndex {
+		t.Fatalf("prefix index went back over a restart: %d -> %d", before.LastIndex, after.LastIndex)
+	}
+}
+
+func TestDurableNodeRejectsBadOptions(t *testing.T) {
+	for _, opts := range []server.Options{
+		{NodeName: "x"}, // neither dev nor data dir
+		{NodeName: "x", Dev: true, DataDir: t.TempDir()},
+		{NodeName: "x", Dev: true, RaftAddr: "0.0.0.0:0", HTTPAddr: "127.0.0.1:0"},
+	} {
+		if srv, err := server.New(opts); err == nil {
+			srv.Close()
+			t.Errorf("New(%+v) succeeded, want an error", opts)
+		}
+	}
+}
+
+// cluster starts three durable nodes that find each other through -join.
+func cluster(t *testing.T) ([]*server.Server, []*consulapi.Client) {
+	t.Helper()
+	var srvs []*server.Server
+	var clients []*consulapi.Client
+	first := ""
+	for i := 1; i <= 3; i++ {
+		opts := server.Options{
+			NodeName: fmt.Sprintf("node%d", i), DataDir: t.TempDir(),
+			BootstrapExpect: 3, HeartbeatTimeout: 300 * time.Millisecond,
+		}
+		if first != "" {
+			opts.Join = []string{first}
+		}
+		srv, c := startNode(t, opts)
+		if first == "" {
+			first = srv.RaftAddr()
+		}
+		srvs = append(srvs, srv)
+		clients = append(clients, c)
+	}
+	for _, s := range srvs {
+		waitLeader(t, s)
+	}
+	return srvs, clients
+}
+
+func TestThreeNodeClusterForwardsAndSurvivesLeaderLoss(t *testing.T) {
+	if testing.Short() {
+		t.Skip("multi-node raft: skipped under -short")
+	}
+	srvs, clients := cluster(t)
+	conf, err := clients[0].Operator().RaftGetConfiguration(nil)
+	if err != nil || len(conf.Servers) != 3 {
+		t.Fatalf("raft configuration = %+v, %v; want 3 servers", conf, err)
+	}
+	leaderIdx := -1
+	for i, s := range srvs {
+		if s.IsLeader() {
+			leaderIdx = i
+		}
+	}
+	if leaderIdx < 0 {
+		t.Fatal("no node says it is the leader")
+	}
+	follower := (leaderIdx + 1) % 3
+
+	// A write to a follower is forwarded; a default read there too.
+	mustPut(t, clients[follower].KV(), "c/first", "1")
+	p, meta, err := clients[follower].KV().Get("c/first", nil)
+	if err != nil || p == nil || string(p.Value) != "1" || !meta.KnownLeader {
+		t.Fatalf("read via follower = %+v, %v", p, err)
+	}
+	// A consistent read, and a stale read answered by the follower itself.
+	if p, _, err := clients[follower].KV().Get("c/first", &consulapi.QueryOptions{RequireConsistent: true}); err != nil || p == nil {
+		t.Fatalf("consistent read = %v, %v", p, err)
+	}
+	eventually(t, "the stale read on the follower", func() bool {
+		p, _, err := clients[follower].KV().Get("c/first", &consulapi.QueryOptions{AllowStale: true})
+		return err == nil && p != nil
+	})
+
+	// A stream of writes through both surviving nodes; stop the leader in
+	// the middle. Every write answered true must be readable afterwards.
+	survivors := []int{}
+	for i := range srvs {
+		if i != leaderIdx {
+			survivors = append(survivors, i)
+		}
+	}
+	var (
+		mu    sync.Mutex
+		acked []string
+		wg    sync.WaitGroup
+		stop  = make(chan struct{})
+	)
+	for w, idx := range survivors {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			kv := clients[idx].KV()
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				key := fmt.Sprintf("c/stream/%d/%05d", w, i)
+				if _, err := kv.Put(&consulapi.KVPair{Key: key, Value: []byte(key)}, nil); err == nil {
+					mu.Lock()
+					acked = append(acked, key)
+					mu.Unlock()
+				}
+			}
+		}()
+	}
+	count := func() int { mu.Lock(); defer mu.Unlock(); return len(acked) }
+	eventually(t, "writes before the leader stops", func() bool { return count() >= 50 })
+	if err := srvs[leaderIdx].Close(); err != nil {
+		t.Fatalf("stop leader: %v", err)
+	}
+	atStop := count()
+	eventually(t, "a new leader", func() bool {
+		return srvs[survivors[0]].IsLeader() || srvs[survivors[1]].IsLeader()
+	})
+	eventually(t, "writes after the new leader", func() bool { return count() >= atStop+50 })
+	close(stop)
+	wg.Wait()
+
+	newLeader := survivors[0]
+	if !srvs[newLeader].IsLeader() {
+		newLeader = survivors[1]
+	}
+	pairs, _, err := clients[newLeader].KV().List("c/stream/", &consulapi.QueryOptions{RequireConsistent: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	have := map[string]bool{}
+	for _, p := range pairs {
+		have[p.Key] = true
+	}
+	for _, k := range acked {
+		if !have[k] {
+			t.Fatalf("acknowledged write %s is missing after the leader change (%d acked, %d present)", k, len(acked), len(pairs))
+		}
+	}
+	t.Logf("%d acknowledged writes, all present; %d before the stop", len(acked), atStop)
+}
+
+func TestNodeJoinsRunningCluster(t *testing.T) {
+	if testing.Short() {
+		t.Skip("multi-node raft: skipped under -short")
+	}
+	srvs, clients := cluster(t)
+	mustPut(t, clients[0].KV(), "j/before", "1")
+	late, lc := startNode(t, server.Options{
+		NodeName: "node4", DataDir: t.TempDir(), Join: []string{srvs[1].RaftAddr()},
+		HeartbeatTimeout: 300 * time.Millisecond,
+	})
+	waitLeader(t, late)
+	eventually(t, "node4 in the configuration", func() bool {
+		conf, err := clients[0].Operator().RaftGetConfiguration(nil)
+		return err == nil && len(conf.Servers) == 4
+	})
+	eventually(t, "node4 replicating", func() bool {
+		p, _, err := lc.KV().Get("j/before", &consulapi.QueryOptions{AllowStale: true})
+		return err == nil && p != nil
+	})
+}
