@@ -86,7 +86,17 @@ func (s *Server) handler() http.Handler {
 	s.route(mux, "/v1/agent/self", "agent.self", s.handleAgentSelf)
 	s.route(mux, "/v1/agent/metrics", "agent.metrics", s.handleAgentMetrics)
 	s.route(mux, "/v1/operator/raft/configuration", "operator.raft.configuration", s.handleRaftConfiguration)
-	return mux
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		// ServeMux would clean a ".." segment away with a redirect, so that a
+		// PUT to a/../b lands on b; a key must never be rewritten like that.
+		if strings.HasPrefix(r.URL.Path, "/v1/kv/") {
+			if _, err := keyFromPath(r); err != nil {
+				s.writeError(w, err)
+				return
+			}
+		}
+		mux.ServeHTTP(w, r)
+	})
 }
 
 func (s *Server) route(mux *http.ServeMux, pattern, endpoint string, h handlerFunc) {

@@ -158,9 +158,6 @@ func New(opts Options) (_ *Server, err error) {
 	if s.httpLn, err = net.Listen("tcp", opts.HTTPAddr); err != nil {
 		return nil, fmt.Errorf("listen http %s: %w", opts.HTTPAddr, err)
 	}
-	if err := s.startRaft(); err != nil {
-		return nil, err
-	}
 	s.forwarder = &http.Client{Transport: &http.Transport{
 		DialContext: func(ctx context.Context, _, addr string) (net.Conn, error) {
 			return dialMux(ctx, addr, muxHTTP, 5*time.Second)
@@ -168,6 +165,9 @@ func New(opts Options) (_ *Server, err error) {
 		MaxIdleConnsPerHost: 256,
 		IdleConnTimeout:     time.Minute,
 	}}
+	if err := s.startRaft(); err != nil {
+		return nil, err
+	}
 	api := s.handler()
 	s.httpSrv = &http.Server{Handler: api, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(s.logger.Handler(), slog.LevelDebug)}
 	s.internalSrv = &http.Server{Handler: s.internalHandler(api), ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(s.logger.Handler(), slog.LevelDebug)}
