@@ -175,6 +175,11 @@ func (s *Server) mustForward(o queryOpts) bool {
 // when it is smaller (after a snapshot restore or a tombstone reap), so a
 // client can reset instead of waiting out its timeout.
 func (s *Server) blockingQuery(r *http.Request, o queryOpts, query func(ws memdb.WatchSet, rt *state.ReadTxn) uint64) (uint64, error) {
+	if !o.stale {
+		if err := s.waitReady(r); err != nil {
+			return 0, err
+		}
+	}
 	if o.consistent {
 		if err := s.raft.VerifyLeader().Error(); err != nil {
 			return 0, err

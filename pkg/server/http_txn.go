@@ -106,6 +106,12 @@ func (s *Server) handleTxn(w http.ResponseWriter, r *http.Request) error {
 		if len(bad) > 0 {
 			res.Errors = bad
 		} else {
+			if !o.stale {
+				if err := s.waitReady(r); err != nil {
+					return err
+				}
+				rt = s.store.Read()
+			}
 			if o.consistent {
 				if err := s.raft.VerifyLeader().Error(); err != nil {
 					return err

@@ -39,6 +39,49 @@ func (s *Server) leaderAddr(r *http.Request) (string, error) {
 
 var errNoLeader = &httpError{code: http.StatusInternalServerError, msg: "No cluster leader"}
 
+// monitorLeadership keeps s.ready: a new leader's state may lag the log it
+// inherited (hashicorp/raft does not persist the commit index, so after a
+// restart the tail of the log is applied only once the leader commits in its
+// own term). A barrier flushes it; until then the leader does not answer reads.
+func (s *Server) monitorLeadership(notify <-chan bool) {
+	for {
+		select {
+		case <-s.shutdown:
+			return
+		case isLeader := <-notify:
+			s.ready.Store(false)
+			if !isLeader {
+				continue
+			}
+			if err := s.raft.Barrier(0).Error(); err != nil {
+				s.logger.Warn("leader barrier", "err", err)
+				continue
+			}
+			s.ready.Store(true)
+			s.logger.Info("leader ready", "node", s.opts.NodeName, "index", s.raft.AppliedIndex())
+		}
+	}
+}
+
+// waitReady holds a read on the leader until its state has caught up with
+// its log, for up to leaderHold.
+func (s *Server) waitReady(r *http.Request) error {
+	deadline := time.Now().Add(leaderHold)
+	for !s.ready.Load() {
+		if s.raft.State() != raft.Leader || time.Now().After(deadline) {
+			return &httpError{code: http.StatusInternalServerError, msg: "Not ready to serve consistent reads"}
+		}
+		select {
+		case <-r.Context().Done():
+			return r.Context().Err()
+		case <-s.shutdown:
+			return errNoLeader
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+	return nil
+}
+
 // forward proxies the request to the leader over the mux port.
 func (s *Server) forward(w http.ResponseWriter, r *http.Request) {
 	if r.Header.Get(headerForwarded) != "" {

@@ -123,6 +123,7 @@ type Server struct {
 	forwarder   *http.Client
 
 	blocking atomic.Int64 // blocking queries in flight
+	ready    atomic.Bool  // leader, and every entry of earlier terms is applied
 
 	peersMu sync.Mutex
 	peers   map[string]peer // servers that said hello, for cluster formation
@@ -201,6 +202,8 @@ func (s *Server) startRaft() error {
 	conf.ElectionTimeout = o.HeartbeatTimeout
 	conf.LeaderLeaseTimeout = o.HeartbeatTimeout / 2
 	conf.BatchApplyCh = true
+	notify := make(chan bool, 16)
+	conf.NotifyCh = notify
 	conf.MaxAppendEntries = 256
 	if o.SnapshotThreshold > 0 {
 		conf.SnapshotThreshold = o.SnapshotThreshold
@@ -255,6 +258,11 @@ func (s *Server) startRaft() error {
 	if err != nil {
 		return fmt.Errorf("start raft: %w", err)
 	}
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		s.monitorLeadership(notify)
+	}()
 	switch {
 	case hasState:
 		s.logger.Info("recovering from data dir", "dir", o.DataDir)

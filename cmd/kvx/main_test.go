@@ -1,0 +1,140 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"regexp"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	consulapi "github.com/hashicorp/consul/api"
+
+	"github.com/kvxproject/kvx/pkg/client"
+	"github.com/kvxproject/kvx/pkg/servertest"
+)
+
+// run executes kvx in-process and returns stdout, stderr and the exit code.
+func run(t *testing.T, ctx context.Context, args ...string) (string, string, int) {
+	t.Helper()
+	var out, errOut syncBuffer
+	err := execute(ctx, args, strings.NewReader(""), &out, &errOut)
+	code := exitCode(err, &errOut)
+	return out.String(), errOut.String(), code
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) { s.mu.Lock(); defer s.mu.Unlock(); return s.b.Write(p) }
+func (s *syncBuffer) String() string              { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
+
+func TestVersion(t *testing.T) {
+	out, _, code := run(t, context.Background(), "version")
+	if code != 0 || !strings.HasPrefix(out, "kvx dev (go") {
+		t.Fatalf("version = %q, exit %d", out, code)
+	}
+}
+
+func TestExitCodes(t *testing.T) {
+	tests := []struct {
+		args []string
+		code int
+		msg  string
+	}{
+		{[]string{"frobnicate"}, exitUsage, "unknown command"},
+		{[]string{"server", "--no-such-flag"}, exitUsage, "unknown flag"},
+		{[]string{"server", "-bootstrap-expect", "many"}, exitUsage, "invalid argument"},
+		{[]string{"server", "-node", "x", "-http-addr", "127.0.0.1:0", "-raft-addr", "127.0.0.1:0"}, exitError, "data dir is required"},
+		{[]string{"server", "-dev", "-log-level", "loud"}, exitUsage, "log level"},
+		{[]string{"bench", "kv", "-writers", "0", "-readers", "0"}, exitError, "need at least one worker"},
+	}
+	for _, tc := range tests {
+		_, stderr, code := run(t, context.Background(), tc.args...)
+		if code != tc.code || !strings.Contains(stderr, tc.msg) {
+			t.Errorf("kvx %q: exit %d, stderr %q; want exit %d with %q", tc.args, code, stderr, tc.code, tc.msg)
+		}
+	}
+}
+
+func TestConsulStyleArgs(t *testing.T) {
+	root := newRootCmd(nil, nil, nil)
+	got := consulStyleArgs(root, []string{"server", "-dev", "-data-dir=/x", "-h", "--node", "n", "-join", "a", "--", "-dev"})
+	want := []string{"server", "--dev", "--data-dir=/x", "-h", "--node", "n", "--join", "a", "--", "-dev"}
+	if !slices.Equal(got, want) {
+		t.Fatalf("consulStyleArgs = %q, want %q", got, want)
+	}
+}
+
+func TestFlagsFromEnvironment(t *testing.T) {
+	t.Setenv("KVX_DURATION", "not-a-duration")
+	_, stderr, code := run(t, context.Background(), "bench", "kv")
+	if code != exitUsage || !strings.Contains(stderr, "KVX_DURATION") {
+		t.Fatalf("bad KVX_DURATION: exit %d, %q", code, stderr)
+	}
+}
+
+func TestServerCommandServesAndStops(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var out, errOut syncBuffer
+	done := make(chan error, 1)
+	go func() {
+		done <- execute(ctx, []string{"server", "-dev", "-node", "cli-node", "-http-addr", "127.0.0.1:0", "-raft-addr", "127.0.0.1:0"},
+			strings.NewReader(""), &out, &errOut)
+	}()
+	ready := regexp.MustCompile(`msg=ready node=cli-node http=(127\.0\.0\.1:\d+)`)
+	var addr string
+	deadline := time.Now().Add(30 * time.Second)
+	for addr == "" {
+		if m := ready.FindStringSubmatch(errOut.String()); m != nil {
+			addr = m[1]
+		} else if time.Now().After(deadline) {
+			t.Fatalf("server never logged ready: %q", errOut.String())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	c, err := client.New(client.Options{Address: addr})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.KV().Put(&consulapi.KVPair{Key: "cli", Value: []byte("ok")}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if name, err := c.Agent().NodeName(); err != nil || name != "cli-node" {
+		t.Fatalf("node name = %q, %v", name, err)
+	}
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("server exited with %v", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("server did not stop on cancel")
+	}
+	if out.String() != "" {
+		t.Fatalf("server wrote to stdout: %q", out.String())
+	}
+}
+
+func TestBenchKV(t *testing.T) {
+	srv := servertest.Start(t)
+	out, stderr, code := run(t, context.Background(), "bench", "kv", "-addr", srv.HTTPAddr(),
+		"-duration", "300ms", "-writers", "4", "-readers", "4", "-keys", "50", "-prefix", "b/")
+	if code != 0 {
+		t.Fatalf("bench: exit %d, %s", code, stderr)
+	}
+	line := regexp.MustCompile(`(?m)^(PUT|GET)\s+4 workers\s+(\d+) ops .* errors 0$`)
+	m := line.FindAllStringSubmatch(out, -1)
+	if len(m) != 2 || m[0][1] != "PUT" || m[1][1] != "GET" || m[0][2] == "0" || m[1][2] == "0" {
+		t.Fatalf("bench output %q", out)
+	}
+	if pairs, _, err := srv.Client.KV().List("b/", nil); err != nil || len(pairs) != 0 {
+		t.Fatalf("bench left %d keys behind (%v)", len(pairs), err)
+	}
+}
