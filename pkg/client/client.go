@@ -14,8 +14,8 @@ type Options struct {
 	Datacenter string
 }
 
-// New returns a Consul API client: defaults < CONSUL_* environment < opts.
-func New(opts Options) (*consulapi.Client, error) {
+// config applies defaults < CONSUL_* environment < opts.
+func config(opts Options) *consulapi.Config {
 	conf := consulapi.DefaultConfig()
 	if opts.Address != "" {
 		conf.Address = opts.Address
@@ -26,6 +26,12 @@ func New(opts Options) (*consulapi.Client, error) {
 	if opts.Datacenter != "" {
 		conf.Datacenter = opts.Datacenter
 	}
+	return conf
+}
+
+// New returns a Consul API client: defaults < CONSUL_* environment < opts.
+func New(opts Options) (*consulapi.Client, error) {
+	conf := config(opts)
 	c, err := consulapi.NewClient(conf)
 	if err != nil {
 		return nil, fmt.Errorf("consul client %s: %w", conf.Address, err)
