@@ -319,3 +319,42 @@ func TestNodeJoinsRunningCluster(t *testing.T) {
 		return err == nil && p != nil
 	})
 }
+
+// recordingSink keeps the names of what it was sent.
+type recordingSink struct {
+	mu    sync.Mutex
+	names map[string]bool
+}
+
+func (r *recordingSink) add(name string) { r.mu.Lock(); r.names[name] = true; r.mu.Unlock() }
+func (r *recordingSink) has(name string) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.names[name]
+}
+func (r *recordingSink) Count(n string, _ int64, tags ...string)          { r.add(n + tagSuffix(tags)) }
+func (r *recordingSink) Gauge(n string, _ float64, tags ...string)        { r.add(n) }
+func (r *recordingSink) Timing(n string, _ time.Duration, tags ...string) { r.add(n + tagSuffix(tags)) }
+
+func tagSuffix(tags []string) string {
+	if len(tags) == 0 {
+		return ""
+	}
+	return "#" + strings.Join(tags, ",")
+}
+
+func TestMetricsReachTheSink(t *testing.T) {
+	rec := &recordingSink{names: map[string]bool{}}
+	srv := servertest.Start(t, func(o *server.Options) { o.Metrics = rec })
+	mustPut(t, srv.Client.KV(), "m/k", "v")
+	if _, _, err := srv.Client.KV().Get("m/k", nil); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{
+		"kvx.raft.commitTime", "kvx.raft.fsm.applyBatch", "kvx.kvs.apply",
+		"kvx.api.http#endpoint:kv,method:PUT", "kvx.api.http.requests#endpoint:kv,method:GET",
+		"kvx.raft.lastContact", "kvx.rpc.queries_blocking",
+	} {
+		eventually(t, "metric "+name, func() bool { return rec.has(name) })
+	}
+}

@@ -115,6 +115,7 @@ func (s *Server) forward(w http.ResponseWriter, r *http.Request) {
 
 // apply commits a command through Raft and returns the FSM's response.
 func (s *Server) apply(cmd []byte) (any, error) {
+	defer s.tel.m.MeasureSince([]string{"kvs", "apply"}, time.Now())
 	f := s.raft.Apply(cmd, 0)
 	if err := f.Error(); err != nil {
 		if errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrLeadershipLost) {
@@ -176,4 +177,21 @@ func (s *Server) hasTombstonesAtOrBelow(index uint64) bool {
 		}
 	}
 	return false
+}
+
+// reportStats publishes, every second, the figures nobody else reports on a
+// schedule: how long since this node heard from the leader, and how many
+// blocking queries are waiting.
+func (s *Server) reportStats() {
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.shutdown:
+			return
+		case <-t.C:
+		}
+		s.tel.m.SetGauge([]string{"raft", "lastContact"}, float32(s.lastContactMS()))
+		s.tel.m.SetGauge([]string{"rpc", "queries_blocking"}, float32(s.blocking.Load()))
+	}
 }

@@ -179,6 +179,11 @@ func New(opts Options) (_ *Server, err error) {
 		defer s.wg.Done()
 		s.tombstoneGC()
 	}()
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		s.reportStats()
+	}()
 	s.logger.Info("server started", "node", opts.NodeName, "http", s.HTTPAddr(), "raft", s.RaftAddr(), "dev", opts.Dev)
 	return s, nil
 }
