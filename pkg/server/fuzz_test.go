@@ -119,12 +119,13 @@ func FuzzKVRequest(f *testing.F) {
 				fuzzSrv.WaitForLeader(t.Context())
 			}
 		})
-		if strings.Contains(target, "index=") && !strings.Contains(target, "wait=") {
-			target += "&wait=1ms" // a blocking query without a wait would hold for minutes
-		}
 		req, err := http.NewRequest(method, "http://kvx/v1/kv/"+target, bytes.NewReader(body))
 		if err != nil {
 			return // not a request a client could send
+		}
+		if q := req.URL.Query(); q.Has("index") && q.Get("index") != "0" {
+			q.Set("wait", "1ms") // a blocking query would otherwise hold for minutes
+			req.URL.RawQuery = q.Encode()
 		}
 		rec := httptest.NewRecorder()
 		fuzzSrv.handler().ServeHTTP(rec, req)
