@@ -43,26 +43,43 @@ func (s *Server) kvGet(w http.ResponseWriter, r *http.Request) error {
 		s.forward(w, r)
 		return nil
 	}
+	var (
+		keys    []string
+		entries []*state.Entry
+		query   func(ws memdb.WatchSet, rt *state.ReadTxn) uint64
+	)
 	switch {
 	case has(q, "keys"):
 		sep := q.Get("separator")
 		if sep == "" {
 			sep = q.Get("seperator") // Consul still accepts its old spelling
 		}
-		var keys []string
-		idx, err := s.blockingQuery(r, o, func(ws memdb.WatchSet, rt *state.ReadTxn) uint64 {
-			var idx uint64
+		query = func(ws memdb.WatchSet, rt *state.ReadTxn) (idx uint64) {
 			idx, keys = rt.KVKeys(ws, key, sep)
 			return idx
-		})
-		if err != nil {
-			return err
 		}
-		s.setMeta(w, idx, true)
-		if len(keys) == 0 {
-			w.WriteHeader(http.StatusNotFound)
-			return nil
+	case has(q, "recurse"):
+		query = func(ws memdb.WatchSet, rt *state.ReadTxn) (idx uint64) {
+			idx, entries = rt.KVList(ws, key)
+			return idx
 		}
+	default:
+		query = func(ws memdb.WatchSet, rt *state.ReadTxn) uint64 {
+			idx, e := rt.KVGet(ws, key)
+			entries = entries[:0]
+			if e != nil {
+				entries = append(entries, e)
+			}
+			return idx
+		}
+	}
+	idx, err := s.blockingQuery(r, o, query)
+	if err != nil {
+		return err
+	}
+	s.setMeta(w, idx, true)
+	switch {
+	case len(keys) > 0:
 		b := []byte{'['}
 		for i, k := range keys {
 			if i > 0 {
@@ -71,47 +88,15 @@ func (s *Server) kvGet(w http.ResponseWriter, r *http.Request) error {
 			b = appendJSONString(b, k)
 		}
 		writeRawJSON(w, http.StatusOK, append(b, ']'))
-		return nil
-	case has(q, "recurse"):
-		var entries []*state.Entry
-		idx, err := s.blockingQuery(r, o, func(ws memdb.WatchSet, rt *state.ReadTxn) uint64 {
-			var idx uint64
-			idx, entries = rt.KVList(ws, key)
-			return idx
-		})
-		if err != nil {
-			return err
-		}
-		s.setMeta(w, idx, true)
-		if len(entries) == 0 {
-			w.WriteHeader(http.StatusNotFound)
-			return nil
-		}
-		writeRawJSON(w, http.StatusOK, appendEntries(make([]byte, 0, entriesSize(entries)), entries))
-		return nil
-	}
-	var entry *state.Entry
-	idx, err := s.blockingQuery(r, o, func(ws memdb.WatchSet, rt *state.ReadTxn) uint64 {
-		var idx uint64
-		idx, entry = rt.KVGet(ws, key)
-		return idx
-	})
-	if err != nil {
-		return err
-	}
-	s.setMeta(w, idx, true)
-	if entry == nil {
-		w.WriteHeader(http.StatusNotFound)
-		return nil
-	}
-	if has(q, "raw") {
+	case len(entries) == 0:
+		w.WriteHeader(http.StatusNotFound) // Consul 1.22 answers an empty ?keys with 404 too
+	case has(q, "raw") && !has(q, "recurse"):
 		w.Header()["Content-Type"] = []string{"text/plain; charset=utf-8"}
 		w.Header()["X-Content-Type-Options"] = []string{"nosniff"}
-		_, _ = w.Write(entry.Value)
-		return nil
+		_, _ = w.Write(entries[0].Value)
+	default:
+		writeRawJSON(w, http.StatusOK, appendEntries(make([]byte, 0, entriesSize(entries)), entries))
 	}
-	one := []*state.Entry{entry}
-	writeRawJSON(w, http.StatusOK, appendEntries(make([]byte, 0, entriesSize(one)), one))
 	return nil
 }
 
