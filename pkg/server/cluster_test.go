@@ -309,7 +309,9 @@ func TestNodeJoinsRunningClusterAfterCompaction(t *testing.T) {
 	// Snapshot and truncate early. (raft-wal still serves truncated entries
 	// from its unsealed tail segment, so the late node may be sent the log or a
 	// snapshot; either way it must end with every key.)
-	small := func(o *server.Options) { o.SnapshotThreshold, o.SnapshotInterval, o.TrailingLogs = 20, 50*time.Millisecond, 5 }
+	small := func(o *server.Options) {
+		o.SnapshotThreshold, o.SnapshotInterval, o.TrailingLogs = 20, 50*time.Millisecond, 5
+	}
 	srvs, clients := cluster(t, small)
 	for i := 0; i < 100; i++ {
 		mustPut(t, clients[0].KV(), fmt.Sprintf("j/%03d", i), "v")
