@@ -2,7 +2,6 @@ package main
 
 import (
 	"fmt"
-	"net"
 	"os/exec"
 	"path/filepath"
 	"regexp"
@@ -14,6 +13,7 @@ import (
 	consulapi "github.com/hashicorp/consul/api"
 
 	"github.com/kvxproject/kvx/pkg/client"
+	"github.com/kvxproject/kvx/pkg/servertest"
 )
 
 // End to end with real processes: three `kvx server` processes form a
@@ -29,16 +29,6 @@ func buildKVX(t *testing.T) string {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
 	return bin
-}
-
-func reserveAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
 }
 
 type proc struct {
@@ -109,7 +99,7 @@ func TestClusterOfProcessesSurvivesKillOfLeader(t *testing.T) {
 		t.Skip("end to end with real processes: skipped under -short")
 	}
 	bin := buildKVX(t)
-	raftAddrs := []string{reserveAddr(t), reserveAddr(t), reserveAddr(t)}
+	raftAddrs := []string{servertest.FreeAddr(t), servertest.FreeAddr(t), servertest.FreeAddr(t)}
 	dirs := []string{t.TempDir(), t.TempDir(), t.TempDir()}
 	args := func(i int) []string {
 		a := []string{"-node", fmt.Sprintf("n%d", i+1), "-data-dir", dirs[i], "-raft-addr", raftAddrs[i], "-bootstrap-expect", "3"}
@@ -123,7 +113,7 @@ func TestClusterOfProcessesSurvivesKillOfLeader(t *testing.T) {
 		ps[i] = startProc(t, bin, args(i)...)
 	}
 	var leader int
-	waitFor(t, "a leader", func() bool { leader = leaderOf(ps); return leader >= 0 })
+	servertest.Eventually(t, "a leader", func() bool { leader = leaderOf(ps); return leader >= 0 })
 
 	var (
 		mu    sync.Mutex
@@ -146,7 +136,7 @@ func TestClusterOfProcessesSurvivesKillOfLeader(t *testing.T) {
 				default:
 				}
 				key := fmt.Sprintf("e2e/%d/%05d", i, n)
-				if ok, err := kvPut(kv, key); err == nil && ok {
+				if _, err := kv.Put(&consulapi.KVPair{Key: key, Value: []byte(key)}, nil); err == nil {
 					mu.Lock()
 					acked = append(acked, key)
 					mu.Unlock()
@@ -155,14 +145,14 @@ func TestClusterOfProcessesSurvivesKillOfLeader(t *testing.T) {
 		}()
 	}
 	count := func() int { mu.Lock(); defer mu.Unlock(); return len(acked) }
-	waitFor(t, "writes before the kill", func() bool { return count() >= 100 })
+	servertest.Eventually(t, "writes before the kill", func() bool { return count() >= 100 })
 	if err := ps[leader].cmd.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
 	_ = ps[leader].cmd.Wait()
 	ps[leader] = nil
 	atKill := count()
-	waitFor(t, "writes after the kill", func() bool { return count() >= atKill+100 })
+	servertest.Eventually(t, "writes after the kill", func() bool { return count() >= atKill+100 })
 	close(stop)
 	wg.Wait()
 
@@ -183,13 +173,13 @@ func TestClusterOfProcessesSurvivesKillOfLeader(t *testing.T) {
 		}
 	}
 	newLeader := -1
-	waitFor(t, "a new leader", func() bool { newLeader = leaderOf(ps); return newLeader >= 0 })
+	servertest.Eventually(t, "a new leader", func() bool { newLeader = leaderOf(ps); return newLeader >= 0 })
 	checkAll(ps[newLeader].c, "new leader", &consulapi.QueryOptions{RequireConsistent: true})
 
 	// The killed node comes back from its data dir alone and catches up.
 	ps[leader] = startProc(t, bin, "-node", fmt.Sprintf("n%d", leader+1), "-data-dir", dirs[leader], "-raft-addr", raftAddrs[leader])
 	last := acked[len(acked)-1]
-	waitFor(t, "the restarted node to catch up", func() bool {
+	servertest.Eventually(t, "the restarted node to catch up", func() bool {
 		p, _, err := ps[leader].c.KV().Get(last, &consulapi.QueryOptions{AllowStale: true})
 		return err == nil && p != nil
 	})
@@ -205,20 +195,4 @@ func TestClusterOfProcessesSurvivesKillOfLeader(t *testing.T) {
 		}
 	}
 	t.Logf("%d acknowledged writes survived the kill (%d before it)", len(acked), atKill)
-}
-
-func kvPut(kv *consulapi.KV, key string) (bool, error) {
-	_, err := kv.Put(&consulapi.KVPair{Key: key, Value: []byte(key)}, nil)
-	return err == nil, err
-}
-
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(60 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(25 * time.Millisecond)
-	}
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"net"
 	"os"
 	"strings"
 	"sync"
@@ -17,18 +16,6 @@ import (
 	"github.com/kvxproject/kvx/pkg/server"
 	"github.com/kvxproject/kvx/pkg/servertest"
 )
-
-// freeAddr reserves a loopback port and returns it, for a node that must
-// come back on the same address after a restart.
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
 
 func startNode(t *testing.T, opts server.Options) (*server.Server, *consulapi.Client) {
 	t.Helper()
@@ -59,18 +46,6 @@ func waitLeader(t *testing.T, srv *server.Server) {
 	defer cancel()
 	if err := srv.WaitForLeader(ctx); err != nil {
 		t.Fatal(err)
-	}
-}
-
-// eventually polls cond until it holds or the deadline passes.
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
 	}
 }
 
@@ -118,7 +93,7 @@ func TestStatusAgentOperatorMetrics(t *testing.T) {
 func TestRestartRecoversEveryAcknowledgedWrite(t *testing.T) {
 	dir := t.TempDir()
 	opts := server.Options{
-		NodeName: "n1", DataDir: dir, HTTPAddr: "127.0.0.1:0", RaftAddr: freeAddr(t),
+		NodeName: "n1", DataDir: dir, HTTPAddr: "127.0.0.1:0", RaftAddr: servertest.FreeAddr(t),
 		HeartbeatTimeout: 100 * time.Millisecond,
 		// Snapshot and truncate often, so recovery reads a snapshot plus a log tail.
 		SnapshotThreshold: 50, SnapshotInterval: 50 * time.Millisecond, TrailingLogs: 10,
@@ -133,7 +108,7 @@ func TestRestartRecoversEveryAcknowledgedWrite(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, before, _ := c.KV().List("r/", nil)
-	eventually(t, "a snapshot", func() bool {
+	servertest.Eventually(t, "a snapshot", func() bool {
 		self, err := c.Agent().Self()
 		return err == nil && self["Stats"]["raft"].(map[string]any)["last_snapshot_index"] != "0"
 	})
@@ -230,7 +205,7 @@ func TestThreeNodeClusterForwardsAndSurvivesLeaderLoss(t *testing.T) {
 	if p, _, err := clients[follower].KV().Get("c/first", &consulapi.QueryOptions{RequireConsistent: true}); err != nil || p == nil {
 		t.Fatalf("consistent read = %v, %v", p, err)
 	}
-	eventually(t, "the stale read on the follower", func() bool {
+	servertest.Eventually(t, "the stale read on the follower", func() bool {
 		p, _, err := clients[follower].KV().Get("c/first", &consulapi.QueryOptions{AllowStale: true})
 		return err == nil && p != nil
 	})
@@ -270,15 +245,15 @@ func TestThreeNodeClusterForwardsAndSurvivesLeaderLoss(t *testing.T) {
 		}()
 	}
 	count := func() int { mu.Lock(); defer mu.Unlock(); return len(acked) }
-	eventually(t, "writes before the leader stops", func() bool { return count() >= 50 })
+	servertest.Eventually(t, "writes before the leader stops", func() bool { return count() >= 50 })
 	if err := srvs[leaderIdx].Close(); err != nil {
 		t.Fatalf("stop leader: %v", err)
 	}
 	atStop := count()
-	eventually(t, "a new leader", func() bool {
+	servertest.Eventually(t, "a new leader", func() bool {
 		return srvs[survivors[0]].IsLeader() || srvs[survivors[1]].IsLeader()
 	})
-	eventually(t, "writes after the new leader", func() bool { return count() >= atStop+50 })
+	servertest.Eventually(t, "writes after the new leader", func() bool { return count() >= atStop+50 })
 	close(stop)
 	wg.Wait()
 
@@ -316,7 +291,7 @@ func TestNodeJoinsRunningClusterAfterCompaction(t *testing.T) {
 	for i := 0; i < 100; i++ {
 		mustPut(t, clients[0].KV(), fmt.Sprintf("j/%03d", i), "v")
 	}
-	eventually(t, "a snapshot and compaction on every node", func() bool {
+	servertest.Eventually(t, "a snapshot and compaction on every node", func() bool {
 		for _, c := range clients {
 			self, err := c.Agent().Self()
 			if err != nil || self["Stats"]["raft"].(map[string]any)["last_snapshot_index"] == "0" {
@@ -329,11 +304,11 @@ func TestNodeJoinsRunningClusterAfterCompaction(t *testing.T) {
 	small(&opts)
 	late, lc := startNode(t, opts)
 	waitLeader(t, late)
-	eventually(t, "node4 in the configuration", func() bool {
+	servertest.Eventually(t, "node4 in the configuration", func() bool {
 		conf, err := clients[0].Operator().RaftGetConfiguration(nil)
 		return err == nil && len(conf.Servers) == 4
 	})
-	eventually(t, "node4 holding every key", func() bool {
+	servertest.Eventually(t, "node4 holding every key", func() bool {
 		pairs, _, err := lc.KV().List("j/", &consulapi.QueryOptions{AllowStale: true})
 		return err == nil && len(pairs) == 100
 	})
@@ -369,7 +344,7 @@ func TestTombstonesAreReapedThroughRaft(t *testing.T) {
 	// With the tombstones reaped, the empty prefix falls back to the global
 	// index, which the reap itself (a Raft entry) does not move past the
 	// next write; so write elsewhere and watch the prefix follow it.
-	eventually(t, "the tombstones to be reaped", func() bool {
+	servertest.Eventually(t, "the tombstones to be reaped", func() bool {
 		mustPut(t, kv, "elsewhere", time.Now().String())
 		_, m, err := kv.List("gone/", nil)
 		return err == nil && m.LastIndex > deleted
@@ -411,6 +386,6 @@ func TestMetricsReachTheSink(t *testing.T) {
 		"kvx.api.http#endpoint:kv,method:PUT", "kvx.api.http.requests#endpoint:kv,method:GET",
 		"kvx.raft.lastContact", "kvx.rpc.queries_blocking",
 	} {
-		eventually(t, "metric "+name, func() bool { return rec.has(name) })
+		servertest.Eventually(t, "metric "+name, func() bool { return rec.has(name) })
 	}
 }

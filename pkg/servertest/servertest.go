@@ -2,6 +2,7 @@ package servertest
 
 import (
 	"context"
+	"net"
 	"testing"
 	"time"
 
@@ -49,4 +50,28 @@ func Start(tb testing.TB, modify ...func(*server.Options)) *Server {
 		tb.Fatalf("client: %v", err)
 	}
 	return &Server{Server: srv, Client: c}
+}
+
+// FreeAddr returns a loopback address with a port that was free a moment
+// ago, for a node that must come back on the same address after a restart.
+func FreeAddr(tb testing.TB) string {
+	tb.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// Eventually polls cond until it holds, or fails the test after a minute.
+func Eventually(tb testing.TB, what string, cond func() bool) {
+	tb.Helper()
+	deadline := time.Now().Add(time.Minute)
+	for !cond() {
+		if time.Now().After(deadline) {
+			tb.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
