@@ -188,15 +188,7 @@ func (s *Server) blockingQuery(r *http.Request, o queryOpts, query func(ws memdb
 	if o.minIndex == 0 {
 		return query(nil, s.store.Read()), nil
 	}
-	wait := o.wait
-	if wait == 0 {
-		wait = defaultWait
-	}
-	if wait > maxWait {
-		wait = maxWait
-	}
-	wait += rand.N(wait/16 + 1)
-	ctx, cancel := context.WithTimeout(r.Context(), wait)
+	ctx, cancel := context.WithTimeout(r.Context(), effectiveWait(o.wait))
 	defer cancel()
 	s.tel.m.SetGauge([]string{"rpc", "queries_blocking"}, float32(s.blocking.Add(1)))
 	defer func() { s.tel.m.SetGauge([]string{"rpc", "queries_blocking"}, float32(s.blocking.Add(-1))) }()
@@ -221,6 +213,19 @@ func (s *Server) blockingQuery(r *http.Request, o queryOpts, query func(ws memdb
 			}
 		}
 	}
+}
+
+// effectiveWait applies Consul's rules to a ?wait: 5 minutes when absent, at
+// most 10, plus a random jitter of at most wait/16 so that many clients that
+// started together do not come back together.
+func effectiveWait(wait time.Duration) time.Duration {
+	if wait == 0 {
+		wait = defaultWait
+	}
+	if wait > maxWait {
+		wait = maxWait
+	}
+	return wait + rand.N(wait/16+1)
 }
 
 // setMeta writes the three headers every read carries.
