@@ -34,6 +34,7 @@ type helloRequest struct {
 
 type helloResponse struct {
 	Self         peer
+	Cluster      string // the responder's cluster ID, empty when it has none yet
 	Known        []peer
 	Bootstrapped bool   // has a Raft configuration
 	Leader       string // Raft address of the leader it knows, if any
@@ -48,7 +49,9 @@ func (s *Server) discover() {
 		known["addr:"+addr] = peer{RaftAddr: addr}
 	}
 	for attempt := 0; ; attempt++ {
-		if s.inCluster() {
+		// Until it knows its cluster ID as well, the node cannot take part in
+		// Raft (see clusterid.go), so it goes on saying hello.
+		if s.inCluster() && s.cluster.get() != zeroCluster {
 			return
 		}
 		s.discoverRound(known)
@@ -105,6 +108,15 @@ func (s *Server) discoverRound(known map[string]peer) {
 		if resp.Bootstrapped {
 			someoneBootstrapped = true
 		}
+		if resp.Cluster != "" {
+			id, err := parseClusterID(resp.Cluster)
+			if err == nil {
+				err = s.cluster.set(id)
+			}
+			if err != nil {
+				s.logger.Warn("cluster id from hello", "addr", p.RaftAddr, "err", err)
+			}
+		}
 		if resp.Leader != "" {
 			leaderVia = resp.Self.RaftAddr
 		}
@@ -129,7 +141,11 @@ func (s *Server) discoverRound(known map[string]peer) {
 		return
 	}
 	sort.Slice(servers, func(i, j int) bool { return servers[i].ID < servers[j].ID })
-	s.logger.Info("bootstrapping cluster", "servers", len(servers))
+	if err := s.cluster.set(clusterIDFor(servers)); err != nil {
+		s.logger.Warn("bootstrap", "err", err)
+		return
+	}
+	s.logger.Info("bootstrapping cluster", "servers", len(servers), "cluster", s.cluster.get().String())
 	if err := s.raft.BootstrapCluster(raft.Configuration{Servers: servers}).Error(); err != nil {
 		s.logger.Warn("bootstrap", "err", err)
 	}
@@ -191,6 +207,9 @@ func (s *Server) handleHello(w http.ResponseWriter, r *http.Request) {
 	resp.Bootstrapped = f.Error() == nil && len(f.Configuration().Servers) > 0
 	addr, _ := s.raft.LeaderWithID()
 	resp.Leader = string(addr)
+	if id := s.cluster.get(); id != zeroCluster {
+		resp.Cluster = id.String()
+	}
 	writeJSON(w, http.StatusOK, resp)
 }
 

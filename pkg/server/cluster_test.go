@@ -389,3 +389,59 @@ func TestMetricsReachTheSink(t *testing.T) {
 		servertest.Eventually(t, "metric "+name, func() bool { return rec.has(name) })
 	}
 }
+
+func TestStrangerOnAPeersAddressCannotAcknowledgeWrites(t *testing.T) {
+	if testing.Short() {
+		t.Skip("multi-node raft: skipped under -short")
+	}
+	var raftAddrs []string
+	srvs, clients := cluster(t, func(o *server.Options) {
+		o.RaftAddr = servertest.FreeAddr(t)
+		raftAddrs = append(raftAddrs, o.RaftAddr)
+	})
+	mustPut(t, clients[0].KV(), "s/before", "1")
+	leader := -1
+	servertest.Eventually(t, "a leader", func() bool {
+		for i, s := range srvs {
+			if s.IsLeader() {
+				leader = i
+			}
+		}
+		return leader >= 0
+	})
+	// Both followers stop; a one-node dev server of another cluster takes
+	// the address of one of them.
+	var followers []int
+	for i := range srvs {
+		if i != leader {
+			followers = append(followers, i)
+			srvs[i].Close()
+		}
+	}
+	stranger := servertest.Start(t, func(o *server.Options) {
+		o.NodeName = "stranger"
+		o.RaftAddr = raftAddrs[followers[0]]
+	})
+
+	// The leader has no quorum: the write must fail, not be acknowledged by
+	// the stranger standing in for a peer.
+	done := make(chan error, 1)
+	go func() {
+		_, err := clients[leader].KV().Put(&consulapi.KVPair{Key: "s/after", Value: []byte("x")}, nil)
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if err == nil {
+			t.Fatal("a write was acknowledged with both real followers down")
+		}
+	case <-time.After(20 * time.Second):
+		// Still waiting for a quorum that cannot come: not acknowledged either.
+	}
+	if p, _, err := stranger.Client.KV().Get("s/after", nil); err != nil || p != nil {
+		t.Fatalf("the stranger took the other cluster's write: %v, %v", p, err)
+	}
+	if p, _, err := stranger.Client.KV().Get("s/before", nil); err != nil || p != nil {
+		t.Fatalf("the stranger took the other cluster's log: %v, %v", p, err)
+	}
+}

@@ -29,6 +29,10 @@
 // over the Raft port (see mux.go); ?stale reads are answered locally;
 // ?consistent reads first confirm leadership with VerifyLeader.
 //
+// Every connection on the Raft port carries the cluster ID (clusterid.go), so
+// a node never exchanges Raft traffic or forwarded writes with another
+// cluster's server that happens to sit at a peer's old address.
+//
 // Blocking queries read through a memdb WatchSet: the query sleeps on the
 // channels of exactly the radix nodes it read, so an idle query costs no CPU.
 //

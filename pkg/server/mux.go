@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"log/slog"
 	"net"
 	"sync"
 	"time"
@@ -11,21 +13,24 @@ import (
 	"github.com/hashicorp/raft"
 )
 
-// One TCP port carries all server-to-server traffic. The first byte of a
-// connection says what follows: Raft's own RPCs, or HTTP (requests forwarded
-// to the leader, and the cluster's join handshake). So a node needs to know
-// only the Raft address of the leader, which Raft itself tells it.
+// One TCP port carries all server-to-server traffic. A connection starts with
+// one byte saying what follows (Raft's own RPCs, or HTTP: requests forwarded
+// to the leader, and the cluster's join handshake) and the 16-byte cluster ID
+// of the dialer (see clusterid.go). So a node needs to know only the Raft
+// address of the leader, which Raft itself tells it.
 const (
 	muxRaft byte = 'R'
 	muxHTTP byte = 'H'
 )
 
 type muxListener struct {
-	ln     net.Listener
-	raft   *subListener
-	http   *subListener
-	wg     sync.WaitGroup
-	closed chan struct{}
+	ln      net.Listener
+	cluster *clusterState
+	logger  *slog.Logger
+	raft    *subListener
+	http    *subListener
+	wg      sync.WaitGroup
+	closed  chan struct{}
 
 	mu    sync.Mutex
 	conns map[*muxConn]struct{} // every open accepted connection
@@ -49,12 +54,12 @@ func (c *muxConn) Close() error {
 	return c.Conn.Close()
 }
 
-func newMux(addr string) (*muxListener, error) {
+func newMux(addr string, cluster *clusterState, logger *slog.Logger) (*muxListener, error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("listen raft %s: %w", addr, err)
 	}
-	m := &muxListener{ln: ln, closed: make(chan struct{}), conns: map[*muxConn]struct{}{}}
+	m := &muxListener{ln: ln, cluster: cluster, logger: logger, closed: make(chan struct{}), conns: map[*muxConn]struct{}{}}
 	m.raft = &subListener{parent: m, ch: make(chan net.Conn, 16), closed: make(chan struct{})}
 	m.http = &subListener{parent: m, ch: make(chan net.Conn, 16), closed: make(chan struct{})}
 	m.wg.Add(1)
@@ -87,15 +92,28 @@ func (m *muxListener) serve() {
 
 func (m *muxListener) route(conn net.Conn) {
 	_ = conn.SetReadDeadline(time.Now().Add(5 * time.Second))
-	var b [1]byte
-	if _, err := conn.Read(b[:]); err != nil {
+	var hdr [1 + len(clusterID{})]byte
+	if _, err := io.ReadFull(conn, hdr[:]); err != nil {
 		conn.Close()
 		return
 	}
 	_ = conn.SetReadDeadline(time.Time{})
+	var peer clusterID
+	copy(peer[:], hdr[1:])
+	if !m.cluster.accepts(hdr[0], peer) {
+		m.logger.Warn("refused a connection from another cluster", "remote", conn.RemoteAddr().String(),
+			"their_cluster", peer.String(), "our_cluster", m.cluster.get().String())
+		conn.Close()
+		return
+	}
 	var sub *subListener
-	switch b[0] {
+	switch hdr[0] {
 	case muxRaft:
+		mine := m.cluster.get()
+		if _, err := conn.Write(mine[:]); err != nil {
+			conn.Close()
+			return
+		}
 		sub = m.raft
 	case muxHTTP:
 		sub = m.http
@@ -160,13 +178,13 @@ func (s *subListener) Close() error {
 func (s *subListener) Addr() net.Addr { return s.parent.ln.Addr() }
 
 // dialMux opens a connection of the given kind to a server's Raft address.
-func dialMux(ctx context.Context, addr string, kind byte, timeout time.Duration) (net.Conn, error) {
+func dialMux(ctx context.Context, addr string, kind byte, cluster clusterID, timeout time.Duration) (net.Conn, error) {
 	d := net.Dialer{Timeout: timeout}
 	conn, err := d.DialContext(ctx, "tcp", addr)
 	if err != nil {
 		return nil, err
 	}
-	if _, err := conn.Write([]byte{kind}); err != nil {
+	if _, err := conn.Write(append([]byte{kind}, cluster[:]...)); err != nil {
 		conn.Close()
 		return nil, err
 	}
@@ -174,10 +192,32 @@ func dialMux(ctx context.Context, addr string, kind byte, timeout time.Duration)
 }
 
 // raftLayer is Raft's StreamLayer over the mux.
-type raftLayer struct{ *subListener }
+type raftLayer struct {
+	*subListener
+	cluster *clusterState
+}
 
 var _ raft.StreamLayer = raftLayer{}
 
 func (l raftLayer) Dial(addr raft.ServerAddress, timeout time.Duration) (net.Conn, error) {
-	return dialMux(context.Background(), string(addr), muxRaft, timeout)
+	mine := l.cluster.get()
+	if mine == zeroCluster {
+		return nil, errors.New("raft dial: this node does not know its cluster yet")
+	}
+	conn, err := dialMux(context.Background(), string(addr), muxRaft, mine, timeout)
+	if err != nil {
+		return nil, err
+	}
+	var theirs clusterID
+	_ = conn.SetReadDeadline(time.Now().Add(timeout))
+	if _, err := io.ReadFull(conn, theirs[:]); err != nil {
+		conn.Close()
+		return nil, fmt.Errorf("raft dial %s: no cluster handshake (another cluster?): %w", addr, err)
+	}
+	_ = conn.SetReadDeadline(time.Time{})
+	if theirs != mine {
+		conn.Close()
+		return nil, fmt.Errorf("raft dial %s: it belongs to cluster %s, not %s", addr, theirs, mine)
+	}
+	return conn, nil
 }

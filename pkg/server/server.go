@@ -125,6 +125,8 @@ type Server struct {
 	blocking atomic.Int64 // blocking queries in flight
 	ready    atomic.Bool  // leader, and every entry of earlier terms is applied
 
+	cluster clusterState
+
 	peersMu sync.Mutex
 	peers   map[string]peer // servers that said hello, for cluster formation
 
@@ -150,7 +152,11 @@ func New(opts Options) (_ *Server, err error) {
 	if s.tel, err = newTelemetry(opts.Metrics); err != nil {
 		return nil, err
 	}
-	if s.mux, err = newMux(opts.RaftAddr); err != nil {
+	s.cluster.file = clusterFile(opts.DataDir)
+	if err := s.cluster.load(); err != nil {
+		return nil, err
+	}
+	if s.mux, err = newMux(opts.RaftAddr, &s.cluster, s.logger); err != nil {
 		return nil, err
 	}
 	if ip := s.mux.ln.Addr().(*net.TCPAddr).IP; ip.IsUnspecified() {
@@ -161,7 +167,7 @@ func New(opts Options) (_ *Server, err error) {
 	}
 	s.forwarder = &http.Client{Transport: &http.Transport{
 		DialContext: func(ctx context.Context, _, addr string) (net.Conn, error) {
-			return dialMux(ctx, addr, muxHTTP, 5*time.Second)
+			return dialMux(ctx, addr, muxHTTP, s.cluster.get(), 5*time.Second)
 		},
 		MaxIdleConnsPerHost: 256,
 		IdleConnTimeout:     time.Minute,
@@ -253,7 +259,7 @@ func (s *Server) startRaft() error {
 		return fmt.Errorf("raft log cache: %w", err)
 	}
 	s.transport = raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
-		Stream: raftLayer{s.mux.raft}, MaxPool: 4, Timeout: 10 * time.Second, Logger: conf.Logger.Named("transport"),
+		Stream: raftLayer{s.mux.raft, &s.cluster}, MaxPool: 4, Timeout: 10 * time.Second, Logger: conf.Logger.Named("transport"),
 	})
 	hasState, err := raft.HasExistingState(cached, stable, snaps)
 	if err != nil {
@@ -272,8 +278,11 @@ func (s *Server) startRaft() error {
 	case hasState:
 		s.logger.Info("recovering from data dir", "dir", o.DataDir)
 	case o.Dev || (o.BootstrapExpect <= 1 && len(o.Join) == 0):
-		self := raft.Server{ID: conf.LocalID, Address: s.transport.LocalAddr()}
-		if err := s.raft.BootstrapCluster(raft.Configuration{Servers: []raft.Server{self}}).Error(); err != nil {
+		servers := []raft.Server{{ID: conf.LocalID, Address: s.transport.LocalAddr()}}
+		if err := s.cluster.set(clusterIDFor(servers)); err != nil {
+			return err
+		}
+		if err := s.raft.BootstrapCluster(raft.Configuration{Servers: servers}).Error(); err != nil {
 			return fmt.Errorf("bootstrap: %w", err)
 		}
 	default:

@@ -2,7 +2,9 @@ package servertest
 
 import (
 	"context"
+	"math/rand/v2"
 	"net"
+	"strconv"
 	"testing"
 	"time"
 
@@ -52,16 +54,24 @@ func Start(tb testing.TB, modify ...func(*server.Options)) *Server {
 	return &Server{Server: srv, Client: c}
 }
 
-// FreeAddr returns a loopback address with a port that was free a moment
-// ago, for a node that must come back on the same address after a restart.
+// FreeAddr returns a free loopback address for a node that must come back on
+// the same address after a restart. The port is picked at random below the
+// kernel's ephemeral range (32768 and up on Linux), so that while the node is
+// down the kernel cannot hand its port to another test's server bound to
+// port 0: Raft traffic for the stopped node would reach a stranger.
 func FreeAddr(tb testing.TB) string {
 	tb.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		tb.Fatal(err)
+	for range 100 {
+		addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(20000+rand.N(12000)))
+		ln, err := net.Listen("tcp", addr)
+		if err != nil {
+			continue // taken: try another
+		}
+		ln.Close()
+		return addr
 	}
-	defer ln.Close()
-	return ln.Addr().String()
+	tb.Fatal("no free port in 20000-31999")
+	return ""
 }
 
 // Eventually polls cond until it holds, or fails the test after a minute.
