@@ -72,6 +72,7 @@ func (s *Server) inCluster() bool {
 }
 
 func (s *Server) discoverRound(known map[string]peer) {
+	s.discoverRounds++
 	me := s.self()
 	s.peersMu.Lock()
 	for name, p := range s.peers {
@@ -138,6 +139,9 @@ func (s *Server) discoverRound(known map[string]peer) {
 		}
 	}
 	if len(servers) < s.opts.BootstrapExpect {
+		if s.discoverRounds%20 == 0 { // every ~5 s
+			s.logger.Info("waiting for servers to bootstrap with", "know", len(servers), "expect", s.opts.BootstrapExpect)
+		}
 		return
 	}
 	sort.Slice(servers, func(i, j int) bool { return servers[i].ID < servers[j].ID })

@@ -179,7 +179,10 @@ func TestThreeNodeClusterForwardsAndSurvivesLeaderLoss(t *testing.T) {
 	if testing.Short() {
 		t.Skip("multi-node raft: skipped under -short")
 	}
-	srvs, clients := cluster(t)
+	logs := &lockedBuffer{}
+	srvs, clients := cluster(t, func(o *server.Options) {
+		o.Logger = slog.New(slog.NewTextHandler(logs, nil)).With("node", o.NodeName)
+	})
 	conf, err := clients[0].Operator().RaftGetConfiguration(nil)
 	if err != nil || len(conf.Servers) != 3 {
 		t.Fatalf("raft configuration = %+v, %v; want 3 servers", conf, err)
@@ -248,6 +251,10 @@ func TestThreeNodeClusterForwardsAndSurvivesLeaderLoss(t *testing.T) {
 	servertest.Eventually(t, "writes before the leader stops", func() bool { return count() >= 50 })
 	if err := srvs[leaderIdx].Close(); err != nil {
 		t.Fatalf("stop leader: %v", err)
+	}
+	// A leader that stops hands over instead of leaving an election timeout.
+	if want := `msg="leadership handed over" node=` + srvs[leaderIdx].NodeName(); !strings.Contains(logs.String(), want) {
+		t.Errorf("the stopping leader did not hand over (no %q in its log)", want)
 	}
 	atStop := count()
 	servertest.Eventually(t, "a new leader", func() bool {
@@ -350,6 +357,18 @@ func TestTombstonesAreReapedThroughRaft(t *testing.T) {
 		return err == nil && m.LastIndex > deleted
 	})
 }
+
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+func (l *lockedBuffer) String() string { l.mu.Lock(); defer l.mu.Unlock(); return l.b.String() }
 
 // recordingSink keeps the names of what it was sent.
 type recordingSink struct {

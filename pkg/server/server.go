@@ -127,8 +127,9 @@ type Server struct {
 
 	cluster clusterState
 
-	peersMu sync.Mutex
-	peers   map[string]peer // servers that said hello, for cluster formation
+	peersMu        sync.Mutex
+	peers          map[string]peer // servers that said hello, for cluster formation
+	discoverRounds int             // owned by the discover goroutine
 
 	shutdown     chan struct{}
 	shutdownOnce sync.Once
@@ -334,6 +335,30 @@ func (s *Server) Run(ctx context.Context) error {
 	return s.Close()
 }
 
+// handOverLeadership asks another voter to take over before a leader stops,
+// so that a rolling restart costs a hand-over instead of an election timeout.
+func (s *Server) handOverLeadership() {
+	if s.raft == nil || s.raft.State() != raft.Leader {
+		return
+	}
+	servers, _, err := s.raftConfiguration()
+	if err != nil || len(servers) < 2 {
+		return
+	}
+	done := make(chan error, 1)
+	go func() { done <- s.raft.LeadershipTransfer().Error() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			s.logger.Warn("leadership transfer", "err", err)
+		} else {
+			s.logger.Info("leadership handed over", "node", s.opts.NodeName)
+		}
+	case <-time.After(3 * time.Second):
+		s.logger.Warn("leadership transfer timed out", "node", s.opts.NodeName)
+	}
+}
+
 // Close stops serving, wakes every blocking query, and shuts Raft down
 // cleanly. It is safe to call more than once.
 func (s *Server) Close() error {
@@ -352,6 +377,7 @@ func (s *Server) Close() error {
 		if s.httpLn != nil {
 			s.httpLn.Close()
 		}
+		s.handOverLeadership()
 		if s.raft != nil {
 			if err := s.raft.Shutdown().Error(); err != nil {
 				errs = append(errs, fmt.Errorf("raft shutdown: %w", err))
