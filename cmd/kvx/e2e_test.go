@@ -33,7 +33,7 @@ func buildKVX(t *testing.T) string {
 
 type proc struct {
 	cmd  *exec.Cmd
-	log  *syncBuffer
+	log  *servertest.Buffer
 	http string
 	c    *consulapi.Client
 }
@@ -43,7 +43,7 @@ var startedLine = regexp.MustCompile(`msg="server started" node=\S+ http=(127\.0
 
 func startProc(t *testing.T, bin string, args ...string) *proc {
 	t.Helper()
-	p := &proc{log: &syncBuffer{}}
+	p := &proc{log: &servertest.Buffer{}}
 	p.cmd = exec.Command(bin, append([]string{"server", "-http-addr", "127.0.0.1:0", "-raft-timeout", "300ms"}, args...)...)
 	p.cmd.Stderr = p.log
 	if err := p.cmd.Start(); err != nil {

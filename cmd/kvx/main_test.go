@@ -1,12 +1,10 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"regexp"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -19,23 +17,11 @@ import (
 // run executes kvx in-process and returns stdout, stderr and the exit code.
 func run(t *testing.T, ctx context.Context, args ...string) (string, string, int) {
 	t.Helper()
-	var out, errOut syncBuffer
+	var out, errOut servertest.Buffer
 	err := execute(ctx, args, strings.NewReader(""), &out, &errOut)
 	code := exitCode(err, &errOut)
 	return out.String(), errOut.String(), code
 }
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
 
 func TestVersion(t *testing.T) {
 	out, _, code := run(t, context.Background(), "version")
@@ -85,7 +71,7 @@ func TestFlagsFromEnvironment(t *testing.T) {
 func TestServerCommandServesAndStops(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	var out, errOut syncBuffer
+	var out, errOut servertest.Buffer
 	done := make(chan error, 1)
 	go func() {
 		done <- execute(ctx, []string{"server", "-dev", "-node", "cli-node", "-http-addr", "127.0.0.1:0", "-raft-addr", "127.0.0.1:0"},

@@ -179,7 +179,7 @@ func TestThreeNodeClusterForwardsAndSurvivesLeaderLoss(t *testing.T) {
 	if testing.Short() {
 		t.Skip("multi-node raft: skipped under -short")
 	}
-	logs := &lockedBuffer{}
+	logs := &servertest.Buffer{}
 	srvs, clients := cluster(t, func(o *server.Options) {
 		o.Logger = slog.New(slog.NewTextHandler(logs, nil)).With("node", o.NodeName)
 	})
@@ -357,18 +357,6 @@ func TestTombstonesAreReapedThroughRaft(t *testing.T) {
 		return err == nil && m.LastIndex > deleted
 	})
 }
-
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-func (l *lockedBuffer) String() string { l.mu.Lock(); defer l.mu.Unlock(); return l.b.String() }
 
 // recordingSink keeps the names of what it was sent.
 type recordingSink struct {

@@ -1,10 +1,12 @@
 package servertest
 
 import (
+	"bytes"
 	"context"
 	"math/rand/v2"
 	"net"
 	"strconv"
+	"sync"
 	"testing"
 	"time"
 
@@ -85,3 +87,15 @@ func Eventually(tb testing.TB, what string, cond func() bool) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// Buffer is a bytes buffer safe for concurrent use: a place for a server's
+// or a command's log that a test reads while it is being written.
+type Buffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (b *Buffer) Write(p []byte) (int, error) { b.mu.Lock(); defer b.mu.Unlock(); return b.b.Write(p) }
+
+// String returns everything written so far.
+func (b *Buffer) String() string { b.mu.Lock(); defer b.mu.Unlock(); return b.b.String() }
