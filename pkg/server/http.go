@@ -90,7 +90,7 @@ func (s *Server) handler() http.Handler {
 		// ServeMux would clean a ".." segment away with a redirect, so that a
 		// PUT to a/../b lands on b; a key must never be rewritten like that.
 		if strings.HasPrefix(r.URL.Path, "/v1/kv/") {
-			if _, err := keyFromPath(r); err != nil {
+			if err := checkKey(kvKey(r)); err != nil {
 				s.writeError(w, err)
 				return
 			}
@@ -253,16 +253,20 @@ func (s *Server) lastContactMS() int64 {
 	return time.Since(last).Milliseconds()
 }
 
-// keyFromPath returns the KV key of a /v1/kv/ request.
-func keyFromPath(r *http.Request) (string, error) {
-	key := strings.TrimPrefix(r.URL.Path, "/v1/kv/")
+// kvKey returns the KV key of a /v1/kv/ request. The handler wrapper has
+// already refused bad keys with checkKey.
+func kvKey(r *http.Request) string { return strings.TrimPrefix(r.URL.Path, "/v1/kv/") }
+
+// checkKey refuses keys Consul 1.22 refuses: a ".." segment, or leading or
+// trailing spaces.
+func checkKey(key string) error {
 	if key != strings.TrimSpace(key) {
-		return "", badRequest("Invalid key name: leading or trailing spaces")
+		return badRequest("Invalid key name: leading or trailing spaces")
 	}
-	for _, seg := range strings.Split(key, "/") {
+	for seg := range strings.SplitSeq(key, "/") {
 		if seg == ".." {
-			return "", badRequest(`Invalid key name: ".." segment`)
+			return badRequest(`Invalid key name: ".." segment`)
 		}
 	}
-	return key, nil
+	return nil
 }

@@ -35,10 +35,7 @@ func (s *Server) kvGet(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	key, err := keyFromPath(r)
-	if err != nil {
-		return err
-	}
+	key := kvKey(r)
 	if s.mustForward(o) {
 		s.forward(w, r)
 		return nil
@@ -132,10 +129,7 @@ func (s *Server) kvPut(w http.ResponseWriter, r *http.Request) error {
 	if err := s.checkScope(q); err != nil {
 		return err
 	}
-	key, err := keyFromPath(r)
-	if err != nil {
-		return err
-	}
+	key := kvKey(r)
 	if key == "" {
 		return badRequest("Missing key name")
 	}
@@ -143,6 +137,7 @@ func (s *Server) kvPut(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	op := state.Op{Verb: state.VerbSet, Key: key}
+	var err error
 	if v := q.Get("flags"); v != "" {
 		// Consul answers 500 with strconv's own text here; kvx matches it.
 		if op.Flags, err = strconv.ParseUint(v, 10, 64); err != nil {
@@ -178,14 +173,12 @@ func (s *Server) kvDelete(w http.ResponseWriter, r *http.Request) error {
 	if err := s.checkScope(q); err != nil {
 		return err
 	}
-	key, err := keyFromPath(r)
-	if err != nil {
-		return err
-	}
+	key := kvKey(r)
 	if err := conflicting(q, "recurse", "cas"); err != nil {
 		return err
 	}
 	op := state.Op{Verb: state.VerbDelete, Key: key}
+	var err error
 	switch {
 	case has(q, "recurse"):
 		op.Verb = state.VerbDeleteTree
