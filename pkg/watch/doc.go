@@ -1,0 +1,7 @@
+// Package watch owns the blocking-query loop every long-running kvx tool
+// shares: ask at an index, wake on a change, re-check everything every
+// reconcile interval so a missed change is caught, back off with jitter on
+// errors, and start over when the server's index goes backwards (a restore
+// or a new cluster). It knows nothing of KV layouts or files: the query and
+// the handler are the caller's.
+package watch
