@@ -1,0 +1,264 @@
+package transport
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"time"
+
+	consulapi "github.com/hashicorp/consul/api"
+
+	"github.com/kvxproject/kvx/pkg/atomicfile"
+	"github.com/kvxproject/kvx/pkg/checksum"
+	"github.com/kvxproject/kvx/pkg/watch"
+)
+
+// DeliverOptions describe one kvx out.
+type DeliverOptions struct {
+	Key            string
+	Path           string // target file; made absolute
+	MinLines       int
+	IgnoreStop     bool
+	File           atomicfile.Options
+	Command        string        // run with sh -c after a delivery
+	CommandTimeout time.Duration // default 1m
+	NoAck          bool
+}
+
+// Delivery says what one kvx out did.
+type Delivery struct {
+	Key      string
+	Path     string
+	Result   string // a Result* constant
+	Checksum string // the checksum in KV
+	Bytes    int
+	Lines    int
+	Fixed    bool      // unchanged content, mode or owner put back
+	Written  time.Time // when the rename happened (zero if nothing was written)
+	Output   string    // the command's output
+	Took     time.Duration
+	Err      error
+}
+
+const maxCommandOutput = 64 << 10
+
+// Deliver brings the target file up to date with KV: it refuses (a Refusal,
+// the file untouched) on a freeze, the stop switch, missing data, a checksum
+// mismatch or too few lines; it writes nothing and runs nothing when the
+// file already has the checksum; otherwise it writes the file atomically and
+// runs the command. The outcome is acknowledged under nodes/<node>. The
+// returned error is Delivery.Err.
+func (c *Client) Deliver(ctx context.Context, o DeliverOptions) Delivery {
+	start := time.Now()
+	d := Delivery{Key: o.Key, Path: o.Path}
+	var s *snapshot
+	for attempt := 1; ; attempt++ {
+		s, d.Err = c.deliver(ctx, o, &d)
+		if !errors.Is(d.Err, errChunkGone) || attempt == 3 {
+			break // a chunk vanished: a newer version landed mid-read; read again
+		}
+	}
+	d.Took = time.Since(start)
+	d.Result = deliveryResult(d)
+	c.report("out", o.Key, d.Bytes, d.Lines, d.Took, d.Result)
+	if !o.NoAck && s != nil {
+		if err := c.ack(ctx, s, d); err != nil {
+			c.log().Warn("acknowledge", "key", o.Key, "err", err)
+		}
+	}
+	return d
+}
+
+func deliveryResult(d Delivery) string {
+	var cf *commandError
+	switch {
+	case errors.Is(d.Err, ErrRefused):
+		return ResultRefused
+	case errors.As(d.Err, &cf):
+		return ResultCommandFailed
+	case d.Err != nil:
+		return ResultError
+	case !d.Written.IsZero():
+		return ResultDelivered
+	}
+	return ResultUnchanged
+}
+
+func (c *Client) deliver(ctx context.Context, o DeliverOptions, d *Delivery) (*snapshot, error) {
+	l, err := c.layout(o.Key)
+	if err != nil {
+		return nil, err
+	}
+	path, err := filepath.Abs(o.Path)
+	if err != nil {
+		return nil, fmt.Errorf("target %s: %w", o.Path, err)
+	}
+	d.Path = path
+	ackKey := ""
+	if !o.NoAck {
+		ackKey = l.Node(c.Node)
+	}
+	s, err := c.read(ctx, l, Lock(c.prefix(), path, c.Node), ackKey)
+	if err != nil {
+		return nil, err
+	}
+	d.Checksum = s.sum()
+	switch {
+	case s.lock != nil:
+		return s, refuse(RefusedFrozen, "%s is frozen on %s (%s): not delivered", path, c.Node, reason(s.lock))
+	case s.stop != nil && !o.IgnoreStop:
+		return s, refuse(RefusedStop, "%s is set (%s): not delivered", l.Stop(), reason(s.stop))
+	case s.checksum == nil || s.data == nil:
+		_, err := c.content(ctx, s)
+		return s, err
+	}
+	// No re-delivery: a file that already has the checksum is not rewritten
+	// and its command not run again, unless that command failed last time.
+	if have, err := checksum.OfFile(path); err == nil && have == d.Checksum {
+		if d.Fixed, err = fixMode(path, o.File); err != nil {
+			return s, err
+		}
+		if a, ok := parseAck(s.ack); ok && a.Checksum == have && a.Result == ResultCommandFailed && o.Command != "" {
+			c.log().Info("re-running the command that failed after the last delivery", "key", o.Key, "file", path)
+			d.Output, err = runCommand(ctx, o, d.Checksum)
+			return s, err
+		}
+		return s, nil
+	} else if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return s, fmt.Errorf("read target: %w", err)
+	}
+	content, err := c.content(ctx, s)
+	if err != nil {
+		return s, err
+	}
+	d.Bytes, d.Lines = len(content), checksum.Lines(content)
+	if d.Lines < o.MinLines {
+		return s, refuse(RefusedTooShort, "%s: %d lines, fewer than the minimum of %d: not delivered", l.Data(), d.Lines, o.MinLines)
+	}
+	if _, err := atomicfile.Write(path, content, o.File); err != nil {
+		return s, err
+	}
+	d.Written = time.Now()
+	if o.Command != "" {
+		d.Output, err = runCommand(ctx, o, d.Checksum)
+		return s, err
+	}
+	return s, nil
+}
+
+// fixMode puts a drifted mode or owner back on an up-to-date file.
+func fixMode(path string, o atomicfile.Options) (bool, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return false, err
+	}
+	r, err := atomicfile.Write(path, b, o) // same content: only mode and owner are applied
+	return r.Fixed, err
+}
+
+type commandError struct {
+	cmd string
+	err error
+}
+
+func (e *commandError) Error() string { return fmt.Sprintf("command %q: %v", e.cmd, e.err) }
+func (e *commandError) Unwrap() error { return e.err }
+
+// runCommand runs o.Command with sh -c, bounded by its timeout, and returns
+// its combined output (capped).
+func runCommand(ctx context.Context, o DeliverOptions, sum string) (string, error) {
+	timeout := o.CommandTimeout
+	if timeout <= 0 {
+		timeout = time.Minute
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "sh", "-c", o.Command)
+	cmd.Env = append(os.Environ(), "KVX_KEY="+o.Key, "KVX_FILE="+o.Path, "KVX_CHECKSUM="+sum)
+	cmd.WaitDelay = 5 * time.Second // a child holding the output pipe open must not hang us
+	var out cappedBuffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	err := cmd.Run()
+	if ctx.Err() == context.DeadlineExceeded {
+		err = fmt.Errorf("timed out after %v", timeout)
+	}
+	if err != nil {
+		return out.String(), &commandError{cmd: o.Command, err: err}
+	}
+	return out.String(), nil
+}
+
+type cappedBuffer struct{ bytes.Buffer }
+
+func (b *cappedBuffer) Write(p []byte) (int, error) {
+	if room := maxCommandOutput - b.Len(); room > 0 {
+		b.Buffer.Write(p[:min(len(p), room)])
+	}
+	return len(p), nil
+}
+
+// ack records d under nodes/<node> unless the stored acknowledgement already
+// says the same (same checksum, result and error), so a fleet re-checking
+// every few minutes does not write to Raft for nothing.
+func (c *Client) ack(ctx context.Context, s *snapshot, d Delivery) error {
+	a := Ack{Node: c.Node, Result: d.Result, File: d.Path, Time: c.now().UTC().Format(time.RFC3339)}
+	if have, err := checksum.OfFile(d.Path); err == nil {
+		a.Checksum = have
+	}
+	if d.Err != nil {
+		a.Error = d.Err.Error()
+		var r *Refusal
+		if errors.As(d.Err, &r) {
+			a.Code = r.Code
+		}
+	}
+	if prev, ok := parseAck(s.ack); ok && prev.Checksum == a.Checksum && prev.Result == a.Result && prev.Error == a.Error && prev.File == a.File {
+		return nil
+	}
+	b, _ := json.Marshal(a)
+	_, err := c.KV.Put(&consulapi.KVPair{Key: s.layout.Node(c.Node), Value: b}, (&consulapi.WriteOptions{}).WithContext(ctx))
+	return err
+}
+
+// Watch runs kvx out --watch: a blocking query on the checksum key, a
+// delivery whenever it changes and at every reconcile, until ctx is done.
+// Refusals are reported and wait for the next change; errors (server down,
+// disk, a failed command) are retried with backoff. report, if not nil, is
+// called after every delivery attempt.
+func (c *Client) Watch(ctx context.Context, o DeliverOptions, wo watch.Options, report func(Delivery)) error {
+	l, err := c.layout(o.Key)
+	if err != nil {
+		return err
+	}
+	query := func(ctx context.Context, index uint64, wait time.Duration) (string, uint64, error) {
+		p, meta, err := c.KV.Get(l.Checksum(), (&consulapi.QueryOptions{WaitIndex: index, WaitTime: wait}).WithContext(ctx))
+		if err != nil {
+			return "", 0, err
+		}
+		if p == nil {
+			return "", meta.LastIndex, nil
+		}
+		return string(p.Value), meta.LastIndex, nil
+	}
+	handle := func(ctx context.Context, _ string, _ bool) error {
+		d := c.Deliver(ctx, o)
+		if report != nil {
+			report(d)
+		}
+		if d.Err != nil && !errors.Is(d.Err, ErrRefused) {
+			return d.Err
+		}
+		return nil
+	}
+	err = watch.Run(ctx, wo, query, handle)
+	if errors.Is(err, context.Canceled) {
+		return nil
+	}
+	return err
+}

@@ -1,0 +1,239 @@
+package transport
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"time"
+
+	consulapi "github.com/hashicorp/consul/api"
+
+	"github.com/kvxproject/kvx/pkg/checksum"
+)
+
+const (
+	// InlineMax is the largest stored value written inline in the data key.
+	// Bigger values go to chunks: the flip must be one transaction, and a
+	// Consul transaction body is capped at 512 KiB with values in base64.
+	InlineMax = 256 << 10
+	// ChunkSize is the stored bytes per chunk.
+	ChunkSize = 256 << 10
+	// DefaultMaxSize is the default cap on a file kvx in accepts.
+	DefaultMaxSize = 64 << 20
+)
+
+// PushOptions describe one kvx in.
+type PushOptions struct {
+	Key      string
+	Content  []byte
+	MinLines int   // refuse content with fewer lines
+	MaxSize  int64 // refuse content larger than this; 0 means DefaultMaxSize
+	Codec    Codec
+	Diff     bool // compute the diff against the previous version for an event
+	DiffMax  int  // cap on the diff text; 0 means DefaultDiffMax
+}
+
+// PushResult says what a push did.
+type PushResult struct {
+	Key      string
+	Checksum string
+	Previous string // the checksum KV held before; "" when there was none
+	Uploaded bool   // false: KV already held this checksum, nothing written
+	Bytes    int    // content bytes
+	Stored   int    // bytes stored (after compression)
+	Lines    int
+	Chunks   int    // 0 when written inline
+	Diff     string // with PushOptions.Diff: event text, capped
+	Took     time.Duration
+}
+
+// Push puts content under key, or refuses: too few lines, too large, or the
+// stop switch on (a Refusal, nothing written). When KV already holds the
+// content's checksum nothing is written. Data and checksum change in one
+// transaction, guarded by the checksum's index, so a concurrent push fails
+// with ErrConflict instead of interleaving.
+func (c *Client) Push(ctx context.Context, o PushOptions) (res PushResult, err error) {
+	start := time.Now()
+	defer func() {
+		res.Took = time.Since(start)
+		c.report("in", o.Key, res.Bytes, res.Lines, res.Took, res.result(err))
+	}()
+	l, err := c.layout(o.Key)
+	if err != nil {
+		return res, err
+	}
+	res.Key = l.Key
+	res.Bytes, res.Lines = len(o.Content), checksum.Lines(o.Content)
+	res.Checksum = checksum.Of(o.Content)
+	maxSize := o.MaxSize
+	if maxSize <= 0 {
+		maxSize = DefaultMaxSize
+	}
+	if int64(len(o.Content)) > maxSize {
+		return res, refuse(RefusedTooLarge, "%s: %d bytes, more than the cap of %d", l.Key, len(o.Content), maxSize)
+	}
+	if res.Lines < o.MinLines {
+		return res, refuse(RefusedTooShort, "%s: %d lines, fewer than the minimum of %d", l.Key, res.Lines, o.MinLines)
+	}
+	s, err := c.read(ctx, l, "", "")
+	if err != nil {
+		return res, err
+	}
+	if s.stop != nil {
+		return res, refuse(RefusedStop, "%s is set (%s): not uploading", l.Stop(), reason(s.stop))
+	}
+	res.Previous = s.sum()
+	if res.Previous == res.Checksum {
+		return res, nil
+	}
+	if o.Diff {
+		res.Diff = c.diffText(ctx, s, o)
+	}
+	stored, flags, err := encode(o.Codec, o.Content, l.Kvexpress())
+	if err != nil {
+		return res, fmt.Errorf("encode %s: %w", l.Key, err)
+	}
+	res.Stored = len(stored)
+	value := stored
+	var chunks []string
+	if len(stored) > InlineMax {
+		if l.Kvexpress() {
+			return res, refuse(RefusedTooLarge, "%s: %d bytes stored, more than the kvexpress layout holds in one transaction (%d); compress (-z brotli) or use the kvx prefix, which chunks", l.Key, len(stored), InlineMax)
+		}
+		if chunks, err = c.writeChunks(ctx, l, stored); err != nil {
+			return res, err
+		}
+		res.Chunks = len(chunks)
+		value, _ = jsonMarshal(manifest{Version: 1, Size: len(stored), Chunks: chunks})
+		flags |= FlagManifest
+	}
+	// The flip: checksum compare-and-set against what we read, data with it.
+	var csIndex uint64
+	if s.checksum != nil {
+		csIndex = s.checksum.ModifyIndex
+	}
+	ops := consulapi.KVTxnOps{
+		{Verb: consulapi.KVCAS, Key: l.Checksum(), Value: []byte(res.Checksum), Index: csIndex},
+		{Verb: consulapi.KVSet, Key: l.Data(), Value: value, Flags: flags},
+		{Verb: consulapi.KVCheckNotExists, Key: l.Stop()}, // a stop set since the read wins
+	}
+	ok, resp, _, err := c.KV.Txn(ops, (&consulapi.QueryOptions{}).WithContext(ctx))
+	if err != nil {
+		return res, fmt.Errorf("write %s: %w", l.Key, err)
+	}
+	if !ok {
+		now, rerr := c.read(ctx, l, "", "")
+		if rerr == nil && now.stop != nil {
+			c.collectChunks(ctx, l, now, s)
+			return res, refuse(RefusedStop, "%s was set (%s) while this push ran: not uploaded", l.Stop(), reason(now.stop))
+		}
+		if rerr == nil && now.sum() == res.Checksum {
+			c.collectChunks(ctx, l, now, s) // another writer pushed the same content
+			return res, nil
+		}
+		if rerr == nil {
+			c.collectChunks(ctx, l, now, nil)
+			return res, fmt.Errorf("%s: %w while this push ran (checksum now %s); not overwritten: %s", l.Key, ErrConflict, abbreviate(now.sum()), txnErrors(resp))
+		}
+		return res, fmt.Errorf("%s: %w: %s", l.Key, ErrConflict, txnErrors(resp))
+	}
+	res.Uploaded = true
+	if now, err := c.read(ctx, l, "", ""); err == nil {
+		c.collectChunks(ctx, l, now, s)
+	}
+	return res, nil
+}
+
+func (r PushResult) result(err error) string {
+	switch {
+	case errors.Is(err, ErrRefused):
+		return ResultRefused
+	case err != nil:
+		return ResultError
+	case r.Uploaded:
+		return ResultUploaded
+	}
+	return ResultUnchanged
+}
+
+// writeChunks stores stored in content-addressed chunks, skipping those
+// already present, and returns their names in order.
+func (c *Client) writeChunks(ctx context.Context, l Layout, stored []byte) ([]string, error) {
+	have, _, err := c.KV.Keys(l.Chunks(), "", (&consulapi.QueryOptions{}).WithContext(ctx))
+	if err != nil {
+		return nil, fmt.Errorf("list %s: %w", l.Chunks(), err)
+	}
+	var names []string
+	todo := map[string][]byte{}
+	for off := 0; off < len(stored); off += ChunkSize {
+		part := stored[off:min(off+ChunkSize, len(stored))]
+		name := checksum.Of(part)
+		names = append(names, name)
+		if !slices.Contains(have, l.Chunk(name)) {
+			todo[name] = part
+		}
+	}
+	sem := make(chan struct{}, 4)
+	var (
+		wg   sync.WaitGroup
+		mu   sync.Mutex
+		errs []error
+	)
+	for name, part := range todo {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			if _, err := c.KV.Put(&consulapi.KVPair{Key: l.Chunk(name), Value: part}, (&consulapi.WriteOptions{}).WithContext(ctx)); err != nil {
+				mu.Lock()
+				errs = append(errs, fmt.Errorf("write chunk %s: %w", l.Chunk(name), err))
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	return names, errors.Join(errs...)
+}
+
+// collectChunks removes chunks that neither the current version nor the
+// one before it (prev, may be nil) names. Keeping the previous version's
+// chunks lets a reader that started before the flip finish. Errors are only
+// logged: a leftover chunk costs space, never correctness.
+func (c *Client) collectChunks(ctx context.Context, l Layout, cur, prev *snapshot) {
+	if l.Kvexpress() {
+		return
+	}
+	keep := map[string]bool{}
+	for _, s := range []*snapshot{cur, prev} {
+		if s == nil || s.data == nil || s.data.Flags&FlagManifest == 0 {
+			continue
+		}
+		if m, err := parseManifest(s.data.Value); err == nil {
+			for _, name := range m.Chunks {
+				keep[l.Chunk(name)] = true
+			}
+		}
+	}
+	have, _, err := c.KV.Keys(l.Chunks(), "", (&consulapi.QueryOptions{}).WithContext(ctx))
+	if err != nil {
+		c.log().Warn("list chunks for cleanup", "key", l.Key, "err", err)
+		return
+	}
+	for _, k := range have {
+		if keep[k] {
+			continue
+		}
+		if _, err := c.KV.Delete(k, (&consulapi.WriteOptions{}).WithContext(ctx)); err != nil {
+			c.log().Warn("remove unused chunk", "chunk", k, "err", err)
+		}
+	}
+}
+
+func reason(p *consulapi.KVPair) string {
+	if len(p.Value) == 0 {
+		return "no reason given"
+	}
+	return abbreviate(string(p.Value))
+}
