@@ -97,12 +97,12 @@ func (c *Client) Push(ctx context.Context, o PushOptions) (res PushResult, err e
 	}
 	res.Stored = len(stored)
 	value := stored
-	var chunks []string
+	var chunks, wrote []string
 	if len(stored) > InlineMax {
 		if l.Kvexpress() {
 			return res, refuse(RefusedTooLarge, "%s: %d bytes stored, more than the kvexpress layout holds in one transaction (%d); compress (-z brotli) or use the kvx prefix, which chunks", l.Key, len(stored), InlineMax)
 		}
-		if chunks, err = c.writeChunks(ctx, l, stored); err != nil {
+		if chunks, wrote, err = c.writeChunks(ctx, l, stored); err != nil {
 			return res, err
 		}
 		res.Chunks = len(chunks)
@@ -125,16 +125,16 @@ func (c *Client) Push(ctx context.Context, o PushOptions) (res PushResult, err e
 	}
 	if !ok {
 		now, rerr := c.read(ctx, l, "", "")
+		if rerr == nil {
+			c.dropChunks(ctx, l, now, wrote) // ours, unless the winner shares them
+		}
 		if rerr == nil && now.stop != nil {
-			c.collectChunks(ctx, l, now, s)
 			return res, refuse(RefusedStop, "%s was set (%s) while this push ran: not uploaded", l.Stop(), reason(now.stop))
 		}
 		if rerr == nil && now.sum() == res.Checksum {
-			c.collectChunks(ctx, l, now, s) // another writer pushed the same content
-			return res, nil
+			return res, nil // another writer pushed the same content
 		}
 		if rerr == nil {
-			c.collectChunks(ctx, l, now, nil)
 			return res, fmt.Errorf("%s: %w while this push ran (checksum now %s); not overwritten: %s", l.Key, ErrConflict, abbreviate(now.sum()), txnErrors(resp))
 		}
 		return res, fmt.Errorf("%s: %w: %s", l.Key, ErrConflict, txnErrors(resp))
@@ -159,13 +159,12 @@ func (r PushResult) result(err error) string {
 }
 
 // writeChunks stores stored in content-addressed chunks, skipping those
-// already present, and returns their names in order.
-func (c *Client) writeChunks(ctx context.Context, l Layout, stored []byte) ([]string, error) {
+// already present, and returns their names in order and the names it wrote.
+func (c *Client) writeChunks(ctx context.Context, l Layout, stored []byte) (names, wrote []string, err error) {
 	have, _, err := c.KV.Keys(l.Chunks(), "", (&consulapi.QueryOptions{}).WithContext(ctx))
 	if err != nil {
-		return nil, fmt.Errorf("list %s: %w", l.Chunks(), err)
+		return nil, nil, fmt.Errorf("list %s: %w", l.Chunks(), err)
 	}
-	var names []string
 	todo := map[string][]byte{}
 	for off := 0; off < len(stored); off += ChunkSize {
 		part := stored[off:min(off+ChunkSize, len(stored))]
@@ -182,6 +181,7 @@ func (c *Client) writeChunks(ctx context.Context, l Layout, stored []byte) ([]st
 		errs []error
 	)
 	for name, part := range todo {
+		wrote = append(wrote, name)
 		wg.Add(1)
 		sem <- struct{}{}
 		go func() {
@@ -194,7 +194,7 @@ func (c *Client) writeChunks(ctx context.Context, l Layout, stored []byte) ([]st
 		}()
 	}
 	wg.Wait()
-	return names, errors.Join(errs...)
+	return names, wrote, errors.Join(errs...)
 }
 
 // collectChunks removes chunks that neither the current version nor the
@@ -206,15 +206,8 @@ func (c *Client) collectChunks(ctx context.Context, l Layout, cur, prev *snapsho
 		return
 	}
 	keep := map[string]bool{}
-	for _, s := range []*snapshot{cur, prev} {
-		if s == nil || s.data == nil || s.data.Flags&FlagManifest == 0 {
-			continue
-		}
-		if m, err := parseManifest(s.data.Value); err == nil {
-			for _, name := range m.Chunks {
-				keep[l.Chunk(name)] = true
-			}
-		}
+	for _, name := range append(cur.chunks(), prev.chunks()...) {
+		keep[l.Chunk(name)] = true
 	}
 	have, _, err := c.KV.Keys(l.Chunks(), "", (&consulapi.QueryOptions{}).WithContext(ctx))
 	if err != nil {
@@ -227,6 +220,19 @@ func (c *Client) collectChunks(ctx context.Context, l Layout, cur, prev *snapsho
 		}
 		if _, err := c.KV.Delete(k, (&consulapi.WriteOptions{}).WithContext(ctx)); err != nil {
 			c.log().Warn("remove unused chunk", "chunk", k, "err", err)
+		}
+	}
+}
+
+// dropChunks removes the chunks a losing push wrote, except those the
+// current version names.
+func (c *Client) dropChunks(ctx context.Context, l Layout, cur *snapshot, names []string) {
+	for _, n := range names {
+		if slices.Contains(cur.chunks(), n) {
+			continue
+		}
+		if _, err := c.KV.Delete(l.Chunk(n), (&consulapi.WriteOptions{}).WithContext(ctx)); err != nil {
+			c.log().Warn("remove unused chunk", "chunk", l.Chunk(n), "err", err)
 		}
 	}
 }

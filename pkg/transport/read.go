@@ -32,6 +32,19 @@ func (s *snapshot) sum() string {
 	return strings.TrimSpace(string(s.checksum.Value))
 }
 
+// chunks names the chunks the snapshot's manifest refers to (none when the
+// data is inline, missing or s is nil).
+func (s *snapshot) chunks() []string {
+	if s == nil || s.data == nil || s.data.Flags&FlagManifest == 0 {
+		return nil
+	}
+	m, err := parseManifest(s.data.Value)
+	if err != nil {
+		return nil
+	}
+	return m.Chunks
+}
+
 // read takes a snapshot of l. lockKey and ackKey may be empty.
 func (c *Client) read(ctx context.Context, l Layout, lockKey, ackKey string) (*snapshot, error) {
 	keys := []string{l.Data(), l.Checksum(), l.Stop()}
