@@ -16,7 +16,7 @@ func newBenchCmd() *cobra.Command {
 		Use:   "bench",
 		Short: "Measure a Consul-compatible server (kvx or Consul)",
 	}
-	cmd.AddCommand(newBenchKVCmd())
+	cmd.AddCommand(newBenchKVCmd(), newBenchFanoutCmd())
 	return cmd
 }
 
@@ -56,5 +56,46 @@ Consul-compatible address, so the same run can measure another server.`,
 	f.IntVar(&o.ValueSize, "value-size", 128, "bytes per value")
 	f.IntVar(&o.Keys, "keys", 10000, "distinct keys written and read")
 	f.StringVar(&o.Prefix, "prefix", "", "key prefix, removed at the end (default: kvx-bench/<unique>/)")
+	return cmd
+}
+
+func newBenchFanoutCmd() *cobra.Command {
+	o := bench.FanoutOptions{}
+	cmd := &cobra.Command{
+		Use:   "fanout",
+		Short: "Measure how fast a pushed file reaches N watching nodes",
+		Long: `Start -nodes simulated nodes in this process, each with its own connection
+and a blocking query on the checksum key, running the real kvx out --watch
+delivery (verify, write a real file, acknowledge). Push a file of -size
+bytes -rounds times (after one unmeasured warm-up) and print, per round, the
+time from the start of the push to each node's rename: p50, p90, p99, max
+and delivered/N. Works against any Consul-compatible address.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			o.Token = os.Getenv("CONSUL_HTTP_TOKEN")
+			rounds, err := bench.RunFanout(cmd.Context(), o)
+			for _, r := range rounds {
+				fmt.Fprintln(cmd.OutOrStdout(), r)
+			}
+			if err == nil {
+				for _, r := range rounds {
+					if r.Delivered < r.Nodes {
+						err = fmt.Errorf("round %d: %d of %d nodes did not get the file within %v", r.Round, r.Nodes-r.Delivered, r.Nodes, o.Timeout)
+						break
+					}
+				}
+			}
+			return err
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&o.Addr, "addr", defaultAddr(), "HTTP address of the server (default: CONSUL_HTTP_ADDR or 127.0.0.1:8500)")
+	f.IntVar(&o.Nodes, "nodes", 1000, "simulated nodes, each with its own connection")
+	f.IntVar(&o.Size, "size", 30000, "bytes of the file pushed")
+	f.IntVar(&o.Rounds, "rounds", 5, "measured pushes")
+	f.DurationVar(&o.Timeout, "timeout", 30*time.Second, "per round: nodes without the file by then count as not delivered")
+	f.BoolVar(&o.Ack, "ack", true, "nodes acknowledge each delivery, as kvx out does")
+	f.StringVar(&o.Dir, "dir", "", "where the nodes write their files (default: a temp dir, removed after)")
+	f.StringVar(&o.Prefix, "prefix", "", "KV prefix (default kvx)")
 	return cmd
 }

@@ -42,20 +42,27 @@ func Write(path string, data []byte, o Options) (Result, error) {
 	if same, err := holds(path, data); err != nil {
 		return Result{}, err
 	} else if same {
-		fixed, err := fix(path, o)
+		fixed, err := Fix(path, o)
 		return Result{Fixed: fixed}, err
 	}
+	return Result{Written: true}, Replace(path, data, o)
+}
+
+// Replace writes data to path without comparing: for a caller that already
+// knows the content differs (kvx out compares checksums). It is Write's
+// second half: temp file, fsync, mode and owner, rename, directory fsync.
+func Replace(path string, data []byte, o Options) error {
 	dir := filepath.Dir(path)
 	dirMode := o.DirMode
 	if dirMode == 0 {
 		dirMode = 0o755
 	}
 	if err := os.MkdirAll(dir, dirMode); err != nil {
-		return Result{}, fmt.Errorf("create directory %s: %w", dir, err)
+		return fmt.Errorf("create directory %s: %w", dir, err)
 	}
 	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".kvx-*")
 	if err != nil {
-		return Result{}, fmt.Errorf("create temp file in %s: %w", dir, err)
+		return fmt.Errorf("create temp file in %s: %w", dir, err)
 	}
 	committed := false
 	defer func() {
@@ -65,34 +72,34 @@ func Write(path string, data []byte, o Options) (Result, error) {
 		}
 	}()
 	if _, err := tmp.Write(data); err != nil {
-		return Result{}, fmt.Errorf("write %s: %w", tmp.Name(), err)
+		return fmt.Errorf("write %s: %w", tmp.Name(), err)
 	}
 	if err := tmp.Chmod(o.mode()); err != nil {
-		return Result{}, fmt.Errorf("chmod %s: %w", tmp.Name(), err)
+		return fmt.Errorf("chmod %s: %w", tmp.Name(), err)
 	}
 	if o.SetOwner {
 		if err := tmp.Chown(o.UID, o.GID); err != nil {
-			return Result{}, fmt.Errorf("chown %s: %w", tmp.Name(), err)
+			return fmt.Errorf("chown %s: %w", tmp.Name(), err)
 		}
 	}
 	if err := tmp.Sync(); err != nil {
-		return Result{}, fmt.Errorf("fsync %s: %w", tmp.Name(), err)
+		return fmt.Errorf("fsync %s: %w", tmp.Name(), err)
 	}
 	if err := tmp.Close(); err != nil {
-		return Result{}, fmt.Errorf("close %s: %w", tmp.Name(), err)
+		return fmt.Errorf("close %s: %w", tmp.Name(), err)
 	}
 	if err := os.Rename(tmp.Name(), path); err != nil {
-		return Result{}, fmt.Errorf("rename into %s: %w", path, err)
+		return fmt.Errorf("rename into %s: %w", path, err)
 	}
 	committed = true
 	if d, err := os.Open(dir); err == nil {
 		err = d.Sync() // make the rename itself durable
 		d.Close()
 		if err != nil {
-			return Result{Written: true}, fmt.Errorf("fsync directory %s: %w", dir, err)
+			return fmt.Errorf("fsync directory %s: %w", dir, err)
 		}
 	}
-	return Result{Written: true}, nil
+	return nil
 }
 
 // holds reports whether path is a regular file whose content is data.
@@ -115,8 +122,9 @@ func holds(path string, data []byte) (bool, error) {
 	return bytes.Equal(cur, data), nil
 }
 
-// fix puts back a drifted mode or owner of an existing file.
-func fix(path string, o Options) (bool, error) {
+// Fix puts back a drifted mode or owner of an existing file and reports
+// whether it had to.
+func Fix(path string, o Options) (bool, error) {
 	fi, err := os.Stat(path)
 	if err != nil {
 		return false, err

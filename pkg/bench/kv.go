@@ -252,8 +252,13 @@ func phase(ctx context.Context, o KVOptions, op string, workers int, value []byt
 		}
 		return res, fmt.Errorf("bench: %s: %w", op, firstErr)
 	}
+	res.P50, res.P90, res.P99, res.Max = percentiles(lats)
+	return res, nil
+}
+
+// percentiles sorts lats (not empty) and returns p50, p90, p99 and max.
+func percentiles(lats []time.Duration) (p50, p90, p99, max time.Duration) {
 	slices.Sort(lats)
 	at := func(p float64) time.Duration { return lats[int(p*float64(len(lats)-1))] }
-	res.P50, res.P90, res.P99, res.Max = at(0.50), at(0.90), at(0.99), lats[len(lats)-1]
-	return res, nil
+	return at(0.50), at(0.90), at(0.99), lats[len(lats)-1]
 }

@@ -13,6 +13,7 @@ import (
 	consulapi "github.com/hashicorp/consul/api"
 
 	"github.com/kvxproject/kvx/pkg/checksum"
+	"github.com/kvxproject/kvx/pkg/client"
 	"github.com/kvxproject/kvx/pkg/servertest"
 )
 
@@ -138,7 +139,7 @@ func TestChunkedCompressedAndCorrupt(t *testing.T) {
 // gateKV holds the first write transaction until released: it makes two
 // pushes overlap deterministically. Everything else goes to the real server.
 type gateKV struct {
-	KV
+	*client.KV
 	once    sync.Once
 	entered chan struct{}
 	release chan struct{}
@@ -157,7 +158,7 @@ func TestTwoPushersOneWins(t *testing.T) {
 	for _, size := range []int{4 << 10, 2 << 20} { // inline and chunked
 		srv := servertest.Start(t)
 		mustPush(t, newClient(srv, "a"), PushOptions{Key: "race/f", Content: bigFile(size, 1)})
-		gate := &gateKV{KV: srv.Client.KV(), entered: make(chan struct{}), release: make(chan struct{})}
+		gate := &gateKV{KV: newClient(srv, "").KV.(*client.KV), entered: make(chan struct{}), release: make(chan struct{})}
 		slow := &Client{KV: gate, Node: "slow"}
 		fast := newClient(srv, "fast")
 		slowDone := make(chan error, 1)
@@ -188,7 +189,7 @@ func TestTwoPushersOneWins(t *testing.T) {
 
 func TestStopSetDuringPush(t *testing.T) {
 	srv := servertest.Start(t)
-	gate := &gateKV{KV: srv.Client.KV(), entered: make(chan struct{}), release: make(chan struct{})}
+	gate := &gateKV{KV: newClient(srv, "").KV.(*client.KV), entered: make(chan struct{}), release: make(chan struct{})}
 	c := &Client{KV: gate, Node: "n"}
 	done := make(chan error, 1)
 	go func() {
@@ -297,4 +298,3 @@ func TestMetrics(t *testing.T) {
 		}
 	}
 }
-

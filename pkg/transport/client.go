@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"time"
 
 	consulapi "github.com/hashicorp/consul/api"
@@ -28,6 +29,8 @@ type Client struct {
 	Metrics metrics.Sink     // default metrics.Discard
 	Logger  *slog.Logger     // default: discard
 	Now     func() time.Time // default time.Now
+
+	files sync.Map // target path -> fileState: files this client wrote or hashed
 }
 
 func (c *Client) prefix() string {

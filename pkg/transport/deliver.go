@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"syscall"
 	"time"
 
 	consulapi "github.com/hashicorp/consul/api"
@@ -44,6 +45,8 @@ type Delivery struct {
 	Output   string    // the command's output
 	Took     time.Duration
 	Err      error
+
+	have string // the checksum the target holds after this run
 }
 
 const maxCommandOutput = 64 << 10
@@ -57,13 +60,8 @@ const maxCommandOutput = 64 << 10
 func (c *Client) Deliver(ctx context.Context, o DeliverOptions) Delivery {
 	start := time.Now()
 	d := Delivery{Key: o.Key, Path: o.Path}
-	var s *snapshot
-	for attempt := 1; ; attempt++ {
-		s, d.Err = c.deliver(ctx, o, &d)
-		if !errors.Is(d.Err, errChunkGone) || attempt == 3 {
-			break // a chunk vanished: a newer version landed mid-read; read again
-		}
-	}
+	s, err := c.deliver(ctx, o, &d)
+	d.Err = err
 	d.Took = time.Since(start)
 	d.Result = deliveryResult(d)
 	c.report("out", o.Key, d.Bytes, d.Lines, d.Took, d.Result)
@@ -104,47 +102,56 @@ func (c *Client) deliver(ctx context.Context, o DeliverOptions, d *Delivery) (*s
 	if !o.NoAck {
 		ackKey = l.Node(c.Node)
 	}
-	s, err := c.read(ctx, l, Lock(c.prefix(), path, c.Node), ackKey)
+	var (
+		content   []byte
+		unchanged bool
+	)
+	s, err := c.readContent(ctx, l, Lock(c.prefix(), path, c.Node), ackKey, func(s *snapshot) error {
+		d.Checksum = s.sum()
+		switch {
+		case s.lock != nil:
+			return refuse(RefusedFrozen, "%s is frozen on %s (%s): not delivered", path, c.Node, reason(s.lock))
+		case s.stop != nil && !o.IgnoreStop:
+			return refuse(RefusedStop, "%s is set (%s): not delivered", l.Stop(), reason(s.stop))
+		case s.checksum == nil:
+			return refuse(RefusedMissing, "%s is missing", l.Checksum())
+		}
+		have, err := c.fileSum(path)
+		if err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("read target: %w", err)
+		}
+		d.have = have
+		if unchanged = have == d.Checksum; unchanged {
+			return nil // no need for the data
+		}
+		content, err = c.content(ctx, s)
+		return err
+	})
 	if err != nil {
-		return nil, err
-	}
-	d.Checksum = s.sum()
-	switch {
-	case s.lock != nil:
-		return s, refuse(RefusedFrozen, "%s is frozen on %s (%s): not delivered", path, c.Node, reason(s.lock))
-	case s.stop != nil && !o.IgnoreStop:
-		return s, refuse(RefusedStop, "%s is set (%s): not delivered", l.Stop(), reason(s.stop))
-	case s.checksum == nil || s.data == nil:
-		_, err := c.content(ctx, s)
 		return s, err
 	}
 	// No re-delivery: a file that already has the checksum is not rewritten
 	// and its command not run again, unless that command failed last time.
-	if have, err := checksum.OfFile(path); err == nil && have == d.Checksum {
-		if d.Fixed, err = fixMode(path, o.File); err != nil {
+	if unchanged {
+		if d.Fixed, err = atomicfile.Fix(path, o.File); err != nil {
 			return s, err
 		}
-		if a, ok := parseAck(s.ack); ok && a.Checksum == have && a.Result == ResultCommandFailed && o.Command != "" {
+		if a, ok := parseAck(s.ack); ok && a.Checksum == d.have && a.Result == ResultCommandFailed && o.Command != "" {
 			c.log().Info("re-running the command that failed after the last delivery", "key", o.Key, "file", path)
 			d.Output, err = runCommand(ctx, o, d.Checksum)
-			return s, err
 		}
-		return s, nil
-	} else if err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return s, fmt.Errorf("read target: %w", err)
-	}
-	content, err := c.content(ctx, s)
-	if err != nil {
 		return s, err
 	}
 	d.Bytes, d.Lines = len(content), checksum.Lines(content)
 	if d.Lines < o.MinLines {
 		return s, refuse(RefusedTooShort, "%s: %d lines, fewer than the minimum of %d: not delivered", l.Data(), d.Lines, o.MinLines)
 	}
-	if _, err := atomicfile.Write(path, content, o.File); err != nil {
+	if err := atomicfile.Replace(path, content, o.File); err != nil {
 		return s, err
 	}
 	d.Written = time.Now()
+	d.have = d.Checksum
+	c.remember(path, d.Checksum)
 	if o.Command != "" {
 		d.Output, err = runCommand(ctx, o, d.Checksum)
 		return s, err
@@ -152,14 +159,51 @@ func (c *Client) deliver(ctx context.Context, o DeliverOptions, d *Delivery) (*s
 	return s, nil
 }
 
-// fixMode puts a drifted mode or owner back on an up-to-date file.
-func fixMode(path string, o atomicfile.Options) (bool, error) {
-	b, err := os.ReadFile(path)
+// fileState identifies a version of a file without reading it.
+type fileState struct {
+	sum   string
+	size  int64
+	mtime int64
+	ino   uint64
+}
+
+func statOf(path string) (fileState, error) {
+	fi, err := os.Stat(path)
 	if err != nil {
-		return false, err
+		return fileState{}, err
 	}
-	r, err := atomicfile.Write(path, b, o) // same content: only mode and owner are applied
-	return r.Fixed, err
+	st := fileState{size: fi.Size(), mtime: fi.ModTime().UnixNano()}
+	if sys, ok := fi.Sys().(*syscall.Stat_t); ok {
+		st.ino = sys.Ino
+	}
+	return st, nil
+}
+
+// fileSum is the checksum of the target file, "" with an error wrapping
+// fs.ErrNotExist when there is none. A file this client wrote and that
+// has not changed since (same inode, size and mtime) is not read again.
+func (c *Client) fileSum(path string) (string, error) {
+	st, err := statOf(path)
+	if err != nil {
+		return "", err
+	}
+	if v, ok := c.files.Load(path); ok {
+		if k := v.(fileState); k.size == st.size && k.mtime == st.mtime && k.ino == st.ino {
+			return k.sum, nil
+		}
+	}
+	sum, err := checksum.OfFile(path)
+	if err == nil {
+		c.remember(path, sum)
+	}
+	return sum, err
+}
+
+func (c *Client) remember(path, sum string) {
+	if st, err := statOf(path); err == nil {
+		st.sum = sum
+		c.files.Store(path, st)
+	}
 }
 
 type commandError struct {
@@ -207,10 +251,7 @@ func (b *cappedBuffer) Write(p []byte) (int, error) {
 // says the same (same checksum, result and error), so a fleet re-checking
 // every few minutes does not write to Raft for nothing.
 func (c *Client) ack(ctx context.Context, s *snapshot, d Delivery) error {
-	a := Ack{Node: c.Node, Result: d.Result, File: d.Path, Time: c.now().UTC().Format(time.RFC3339)}
-	if have, err := checksum.OfFile(d.Path); err == nil {
-		a.Checksum = have
-	}
+	a := Ack{Node: c.Node, Checksum: d.have, Result: d.Result, File: d.Path, Time: c.now().UTC().Format(time.RFC3339)}
 	if d.Err != nil {
 		a.Error = d.Err.Error()
 		var r *Refusal

@@ -77,7 +77,7 @@ func (c *Client) Push(ctx context.Context, o PushOptions) (res PushResult, err e
 	if res.Lines < o.MinLines {
 		return res, refuse(RefusedTooShort, "%s: %d lines, fewer than the minimum of %d", l.Key, res.Lines, o.MinLines)
 	}
-	s, err := c.read(ctx, l, "", "")
+	s, err := c.read(ctx, l, "", "", false)
 	if err != nil {
 		return res, err
 	}
@@ -115,7 +115,9 @@ func (c *Client) Push(ctx context.Context, o PushOptions) (res PushResult, err e
 		csIndex = s.checksum.ModifyIndex
 	}
 	ops := consulapi.KVTxnOps{
-		{Verb: consulapi.KVCAS, Key: l.Checksum(), Value: []byte(res.Checksum), Index: csIndex},
+		// The checksum key carries the data's flags too, so a reader that
+		// fetches the data raw (no flags in a ?raw answer) knows the codec.
+		{Verb: consulapi.KVCAS, Key: l.Checksum(), Value: []byte(res.Checksum), Flags: flags, Index: csIndex},
 		{Verb: consulapi.KVSet, Key: l.Data(), Value: value, Flags: flags},
 		{Verb: consulapi.KVCheckNotExists, Key: l.Stop()}, // a stop set since the read wins
 	}
@@ -124,7 +126,7 @@ func (c *Client) Push(ctx context.Context, o PushOptions) (res PushResult, err e
 		return res, fmt.Errorf("write %s: %w", l.Key, err)
 	}
 	if !ok {
-		now, rerr := c.read(ctx, l, "", "")
+		now, rerr := c.read(ctx, l, "", "", false)
 		if rerr == nil {
 			c.dropChunks(ctx, l, now, wrote) // ours, unless the winner shares them
 		}
@@ -140,7 +142,7 @@ func (c *Client) Push(ctx context.Context, o PushOptions) (res PushResult, err e
 		return res, fmt.Errorf("%s: %w: %s", l.Key, ErrConflict, txnErrors(resp))
 	}
 	res.Uploaded = true
-	if now, err := c.read(ctx, l, "", ""); err == nil {
+	if now, err := c.read(ctx, l, "", "", false); err == nil {
 		c.collectChunks(ctx, l, now, s)
 	}
 	return res, nil

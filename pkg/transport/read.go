@@ -16,7 +16,9 @@ import (
 // snapshot is one consistent read of a key's state: everything comes from
 // one read-only transaction, so data and checksum always belong together.
 type snapshot struct {
-	layout   Layout
+	layout Layout
+	lazy   bool // data was left out of the read: fetch it raw
+
 	data     *consulapi.KVPair // nil: missing
 	checksum *consulapi.KVPair
 	stop     *consulapi.KVPair
@@ -45,9 +47,20 @@ func (s *snapshot) chunks() []string {
 	return m.Chunks
 }
 
-// read takes a snapshot of l. lockKey and ackKey may be empty.
-func (c *Client) read(ctx context.Context, l Layout, lockKey, ackKey string) (*snapshot, error) {
-	keys := []string{l.Data(), l.Checksum(), l.Stop()}
+// rawGetter reads a value as raw bytes; pkg/client's KV has it. Without
+// it, data comes inside the read transaction as JSON and base64.
+type rawGetter interface {
+	GetRaw(ctx context.Context, key string) ([]byte, bool, error)
+}
+
+// read takes a snapshot of l. lockKey and ackKey may be empty. With lazy,
+// the data is left out and content fetches it raw when it is needed; the
+// checksum key carries the data's flags for that.
+func (c *Client) read(ctx context.Context, l Layout, lockKey, ackKey string, lazy bool) (*snapshot, error) {
+	keys := []string{l.Checksum(), l.Stop()}
+	if !lazy {
+		keys = append(keys, l.Data())
+	}
 	if lockKey != "" {
 		keys = append(keys, lockKey)
 	}
@@ -71,7 +84,7 @@ func (c *Client) read(ctx context.Context, l Layout, lockKey, ackKey string) (*s
 			got[p.Key] = p
 		}
 	}
-	s := &snapshot{layout: l, data: got[l.Data()], checksum: got[l.Checksum()], stop: got[l.Stop()]}
+	s := &snapshot{layout: l, lazy: lazy, data: got[l.Data()], checksum: got[l.Checksum()], stop: got[l.Stop()]}
 	if lockKey != "" {
 		s.lock = got[lockKey]
 	}
@@ -92,9 +105,34 @@ func txnErrors(resp *consulapi.KVTxnResponse) string {
 	return strings.Join(parts, "; ")
 }
 
-// errChunkGone means a chunk named by the manifest has been removed: a newer
-// version was pushed while this read ran. The reader starts over.
-var errChunkGone = errors.New("chunk removed by a newer version")
+// lazyRead reports whether reads of l may fetch data raw: the KV has
+// GetRaw, and the layout is kvx's (kvexpress does not mirror the data's
+// flags on the checksum key).
+func (c *Client) lazyRead(l Layout) bool {
+	_, ok := c.KV.(rawGetter)
+	return ok && !l.Kvexpress()
+}
+
+// errRetry means a newer version landed while a read ran (a chunk was
+// removed, or data fetched after the checksum no longer matches it). The
+// reader starts over; the last attempt reads everything in one transaction.
+var errRetry = errors.New("a newer version landed during the read")
+
+const readAttempts = 3
+
+// readContent reads key's state and its verified content, starting over
+// when a newer version lands mid-read.
+func (c *Client) readContent(ctx context.Context, l Layout, lockKey, ackKey string, use func(*snapshot) error) (*snapshot, error) {
+	for attempt := 1; ; attempt++ {
+		s, err := c.read(ctx, l, lockKey, ackKey, c.lazyRead(l) && attempt < readAttempts)
+		if err == nil {
+			err = use(s)
+		}
+		if !errors.Is(err, errRetry) || attempt == readAttempts {
+			return s, err
+		}
+	}
+}
 
 // content returns the verified content of a snapshot: chunks fetched and
 // checked, decoded, and hashed against the checksum. A mismatch is a
@@ -104,6 +142,16 @@ func (c *Client) content(ctx context.Context, s *snapshot) ([]byte, error) {
 	switch {
 	case s.checksum == nil:
 		return nil, refuse(RefusedMissing, "%s is missing", s.layout.Checksum())
+	case s.lazy && s.data == nil:
+		v, found, err := c.KV.(rawGetter).GetRaw(ctx, s.layout.Data())
+		if err != nil {
+			return nil, fmt.Errorf("read %s: %w", s.layout.Data(), err)
+		}
+		if found {
+			s.data = &consulapi.KVPair{Key: s.layout.Data(), Value: v, Flags: s.checksum.Flags}
+		}
+	}
+	switch {
 	case s.data == nil:
 		return nil, refuse(RefusedMissing, "%s is missing", s.layout.Data())
 	case !checksum.Valid(sum):
@@ -120,6 +168,9 @@ func (c *Client) content(ctx context.Context, s *snapshot) ([]byte, error) {
 		}
 	}
 	out, err := decode(s.data.Flags, stored, sum)
+	if err != nil && s.lazy {
+		return nil, fmt.Errorf("%s: %w", s.layout.Data(), errRetry) // data read after the checksum: newer, or flags not mirrored
+	}
 	if err != nil { // a mismatch, or bytes that do not decode: either way not this checksum's content
 		return nil, refuse(RefusedMismatch, "%s: %v", s.layout.Data(), err)
 	}
@@ -138,16 +189,16 @@ func (c *Client) fetchChunks(ctx context.Context, l Layout, m manifest) ([]byte,
 		sem <- struct{}{}
 		go func() {
 			defer func() { <-sem; wg.Done() }()
-			p, _, err := c.KV.Get(l.Chunk(name), (&consulapi.QueryOptions{}).WithContext(ctx))
+			v, found, err := c.get(ctx, l.Chunk(name))
 			switch {
 			case err != nil:
 				errs[i] = fmt.Errorf("read chunk %s: %w", l.Chunk(name), err)
-			case p == nil:
-				errs[i] = fmt.Errorf("%s: %w", l.Chunk(name), errChunkGone)
-			case checksum.Of(p.Value) != name:
+			case !found:
+				errs[i] = fmt.Errorf("%s is gone: %w", l.Chunk(name), errRetry)
+			case checksum.Of(v) != name:
 				errs[i] = refuse(RefusedMismatch, "chunk %s does not hash to its name", l.Chunk(name))
 			default:
-				parts[i] = p.Value
+				parts[i] = v
 			}
 		}()
 	}
@@ -163,6 +214,18 @@ func (c *Client) fetchChunks(ctx context.Context, l Layout, m manifest) ([]byte,
 		return nil, refuse(RefusedMismatch, "%s: chunks hold %d bytes, manifest says %d", l.Data(), len(out), m.Size)
 	}
 	return out, nil
+}
+
+// get reads one value, raw when the KV can.
+func (c *Client) get(ctx context.Context, key string) ([]byte, bool, error) {
+	if r, ok := c.KV.(rawGetter); ok {
+		return r.GetRaw(ctx, key)
+	}
+	p, _, err := c.KV.Get(key, (&consulapi.QueryOptions{}).WithContext(ctx))
+	if err != nil || p == nil {
+		return nil, false, err
+	}
+	return p.Value, true, nil
 }
 
 // Ack is one node's acknowledgement, stored as JSON under nodes/<node>.

@@ -2,7 +2,6 @@ package transport
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"path/filepath"
 	"sort"
@@ -130,16 +129,12 @@ func (c *Client) Fetch(ctx context.Context, key string) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	for attempt := 1; ; attempt++ {
-		s, err := c.read(ctx, l, "", "")
-		if err != nil {
-			return nil, err
-		}
-		b, err := c.content(ctx, s)
-		if err == nil || !errors.Is(err, errChunkGone) || attempt == 3 {
-			return b, err
-		}
-	}
+	var b []byte
+	_, err = c.readContent(ctx, l, "", "", func(s *snapshot) (err error) {
+		b, err = c.content(ctx, s)
+		return err
+	})
+	return b, err
 }
 
 // RawOptions describe kvx raw: one key's value to a file, no checksum

@@ -17,6 +17,7 @@ import (
 
 	"github.com/kvxproject/kvx/pkg/atomicfile"
 	"github.com/kvxproject/kvx/pkg/checksum"
+	"github.com/kvxproject/kvx/pkg/client"
 	"github.com/kvxproject/kvx/pkg/server"
 	"github.com/kvxproject/kvx/pkg/servertest"
 	"github.com/kvxproject/kvx/pkg/watch"
@@ -24,8 +25,36 @@ import (
 
 var ctx = context.Background()
 
+// newClient is a node as kvx out builds it: pkg/client's KV, which reads
+// file contents raw.
 func newClient(srv *servertest.Server, node string) *Client {
-	return &Client{KV: srv.Client.KV(), Node: node}
+	kv, err := client.NewKV(client.Options{Address: srv.HTTPAddr()})
+	if err != nil {
+		panic(err)
+	}
+	return &Client{KV: kv, Node: node}
+}
+
+// TestPlainAPIClient: the protocol also works over a bare *api.KV (data in
+// the read transaction), and a raw reader falls back to that when the
+// checksum key does not carry the data's flags (written by another tool).
+func TestPlainAPIClient(t *testing.T) {
+	srv := servertest.Start(t)
+	bare := &Client{KV: srv.Client.KV(), Node: "bare"}
+	content := lines(30, "bare")
+	mustPush(t, bare, PushOptions{Key: "bare/f", Content: content, Codec: Zstd})
+	path := filepath.Join(t.TempDir(), "f")
+	if d := bare.Deliver(ctx, DeliverOptions{Key: "bare/f", Path: path}); d.Err != nil || !bytes.Equal(readFile(t, path), content) {
+		t.Fatalf("bare client: %+v", d)
+	}
+	gz, flags, _ := encode(Gzip, content, false)
+	kv := srv.Client.KV()
+	kv.Put(&consulapi.KVPair{Key: "kvx/foreign/f/data", Value: gz, Flags: flags}, nil)
+	kv.Put(&consulapi.KVPair{Key: "kvx/foreign/f/checksum", Value: []byte(checksum.Of(content))}, nil) // flags 0
+	path = filepath.Join(t.TempDir(), "g")
+	if d := newClient(srv, "raw").Deliver(ctx, DeliverOptions{Key: "foreign/f", Path: path}); d.Err != nil || !bytes.Equal(readFile(t, path), content) {
+		t.Fatalf("raw client on unmirrored flags: %+v", d)
+	}
 }
 
 func lines(n int, tag string) []byte {

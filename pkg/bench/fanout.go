@@ -1,0 +1,179 @@
+package bench
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	consulapi "github.com/hashicorp/consul/api"
+
+	"github.com/kvxproject/kvx/pkg/client"
+	"github.com/kvxproject/kvx/pkg/transport"
+	"github.com/kvxproject/kvx/pkg/watch"
+)
+
+// FanoutOptions configure a fan-out benchmark.
+type FanoutOptions struct {
+	Addr    string // host:port of the HTTP API
+	Token   string
+	Nodes   int           // simulated nodes, each with its own connection
+	Size    int           // bytes of the file pushed
+	Rounds  int           // measured pushes
+	Timeout time.Duration // per round: nodes that have not delivered by then count as missing
+	Dir     string        // where the nodes write their files; default a temp dir, removed after
+	Key     string        // the kvx key used, removed after
+	Prefix  string        // KV prefix; default transport.DefaultPrefix
+	Ack     bool          // nodes acknowledge, as kvx out does
+}
+
+// FanoutRound is what one push measured: from the start of the push to each
+// node's rename of its file.
+type FanoutRound struct {
+	Round, Nodes, Delivered int
+	P50, P90, P99, Max      time.Duration
+}
+
+func (r FanoutRound) String() string {
+	return fmt.Sprintf("round %d: delivered %d/%d  p50 %v  p90 %v  p99 %v  max %v",
+		r.Round, r.Delivered, r.Nodes, round(r.P50), round(r.P90), round(r.P99), round(r.Max))
+}
+
+type fanNode struct {
+	mu      sync.Mutex
+	written map[string]time.Time // checksum -> when this node's file got it
+}
+
+// RunFanout starts o.Nodes simulated kvx out --watch nodes (the real
+// delivery code, each on its own connection, each writing a real file),
+// pushes a file of o.Size bytes o.Rounds times, and measures how long each
+// node took. A warm-up push first makes every node hold a file.
+func RunFanout(ctx context.Context, o FanoutOptions) ([]FanoutRound, error) {
+	switch {
+	case o.Addr == "":
+		return nil, errors.New("bench: an address is required")
+	case o.Nodes <= 0 || o.Rounds <= 0 || o.Size <= 0:
+		return nil, fmt.Errorf("bench: nodes %d, rounds %d, size %d must all be positive", o.Nodes, o.Rounds, o.Size)
+	}
+	if o.Timeout <= 0 {
+		o.Timeout = 30 * time.Second
+	}
+	if o.Key == "" {
+		o.Key = fmt.Sprintf("kvx-bench/fanout-%d", time.Now().UnixNano())
+	}
+	if o.Dir == "" {
+		dir, err := os.MkdirTemp("", "kvx-fanout-")
+		if err != nil {
+			return nil, err
+		}
+		defer os.RemoveAll(dir)
+		o.Dir = dir
+	}
+	newClient := func(node string) (*transport.Client, error) {
+		kv, err := client.NewKV(client.Options{Address: o.Addr, Token: o.Token})
+		if err != nil {
+			return nil, err
+		}
+		return &transport.Client{KV: kv, Prefix: o.Prefix, Node: node}, nil
+	}
+	pusher, err := newClient("bench-pusher")
+	if err != nil {
+		return nil, err
+	}
+	defer cleanupFanout(pusher, o)
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	nodes := make([]*fanNode, o.Nodes)
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	defer cancel()
+	wo := watch.Options{MinBackoff: 50 * time.Millisecond, MaxBackoff: time.Second}
+	for i := range nodes {
+		n := &fanNode{written: map[string]time.Time{}}
+		nodes[i] = n
+		c, err := newClient(fmt.Sprintf("bench-%05d", i))
+		if err != nil {
+			return nil, err
+		}
+		do := transport.DeliverOptions{Key: o.Key, Path: filepath.Join(o.Dir, fmt.Sprintf("node-%05d", i), "file"), NoAck: !o.Ack}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c.Watch(ctx, do, wo, func(d transport.Delivery) {
+				if d.Result == transport.ResultDelivered {
+					n.mu.Lock()
+					n.written[d.Checksum] = d.Written
+					n.mu.Unlock()
+				}
+			})
+		}()
+	}
+	var out []FanoutRound
+	for r := 0; r <= o.Rounds; r++ {
+		content := fanoutContent(o.Size, r)
+		start := time.Now()
+		res, err := pusher.Push(ctx, transport.PushOptions{Key: o.Key, Content: content})
+		if err != nil {
+			return out, fmt.Errorf("bench: push round %d: %w", r, err)
+		}
+		lats := waitDelivered(ctx, nodes, res.Checksum, start, o.Timeout)
+		if r == 0 {
+			if len(lats) != o.Nodes {
+				return out, fmt.Errorf("bench: warm-up: only %d of %d nodes got the file within %v", len(lats), o.Nodes, o.Timeout)
+			}
+			continue // the warm-up push is not measured
+		}
+		fr := FanoutRound{Round: r, Nodes: o.Nodes, Delivered: len(lats)}
+		if len(lats) > 0 {
+			fr.P50, fr.P90, fr.P99, fr.Max = percentiles(lats)
+		}
+		out = append(out, fr)
+	}
+	return out, nil
+}
+
+// waitDelivered polls until every node has the checksum or the timeout
+// passes, and returns the latencies of those that have it.
+func waitDelivered(ctx context.Context, nodes []*fanNode, sum string, start time.Time, timeout time.Duration) []time.Duration {
+	deadline := start.Add(timeout)
+	for {
+		lats := make([]time.Duration, 0, len(nodes))
+		for _, n := range nodes {
+			n.mu.Lock()
+			if t, ok := n.written[sum]; ok {
+				lats = append(lats, t.Sub(start))
+			}
+			n.mu.Unlock()
+		}
+		if len(lats) == len(nodes) || time.Now().After(deadline) || ctx.Err() != nil {
+			return lats
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// fanoutContent is a hosts-like file of about size bytes, different each
+// round.
+func fanoutContent(size, round int) []byte {
+	b := make([]byte, 0, size+64)
+	for i := 0; len(b) < size; i++ {
+		b = fmt.Appendf(b, "10.%d.%d.%d node-%d.round-%d.example\n", round%250, i/250%250, i%250, i, round)
+	}
+	return b[: size-1 : size-1]
+}
+
+func cleanupFanout(c *transport.Client, o FanoutOptions) {
+	prefix := o.Prefix
+	if prefix == "" {
+		prefix = transport.DefaultPrefix
+	}
+	if kv, ok := c.KV.(interface {
+		DeleteTree(string, *consulapi.WriteOptions) (*consulapi.WriteMeta, error)
+	}); ok {
+		kv.DeleteTree(prefix+"/"+o.Key+"/", nil)
+	}
+}
