@@ -36,8 +36,8 @@ func (o Options) mode() fs.FileMode {
 // Write makes path hold data with the options' mode and owner. When the file
 // already holds data it is not rewritten; a drifted mode or owner is put
 // back. Otherwise data goes to a temp file in the same directory, which is
-// fsynced, given its mode and owner, and renamed over path; the directory is
-// then fsynced. On any error path is untouched and no temp file is left.
+// given its mode and owner, fsynced and renamed over path (see Replace). On
+// any error path is untouched and no temp file is left.
 func Write(path string, data []byte, o Options) (Result, error) {
 	if same, err := holds(path, data); err != nil {
 		return Result{}, err
@@ -50,17 +50,24 @@ func Write(path string, data []byte, o Options) (Result, error) {
 
 // Replace writes data to path without comparing: for a caller that already
 // knows the content differs (kvx out compares checksums). It is Write's
-// second half: temp file, fsync, mode and owner, rename, directory fsync.
+// second half: temp file, write, mode and owner, fsync, rename.
+//
+// The directory is not fsynced after the rename: a crash right after it
+// may bring back the old file (never a partial one, the data was synced
+// before the rename), and kvx out, which re-checks on start, delivers again.
 func Replace(path string, data []byte, o Options) error {
 	dir := filepath.Dir(path)
-	dirMode := o.DirMode
-	if dirMode == 0 {
-		dirMode = 0o755
-	}
-	if err := os.MkdirAll(dir, dirMode); err != nil {
-		return fmt.Errorf("create directory %s: %w", dir, err)
-	}
 	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".kvx-*")
+	if errors.Is(err, fs.ErrNotExist) { // parents are created only when missing
+		dirMode := o.DirMode
+		if dirMode == 0 {
+			dirMode = 0o755
+		}
+		if err := os.MkdirAll(dir, dirMode); err != nil {
+			return fmt.Errorf("create directory %s: %w", dir, err)
+		}
+		tmp, err = os.CreateTemp(dir, "."+filepath.Base(path)+".kvx-*")
+	}
 	if err != nil {
 		return fmt.Errorf("create temp file in %s: %w", dir, err)
 	}
@@ -92,13 +99,6 @@ func Replace(path string, data []byte, o Options) error {
 		return fmt.Errorf("rename into %s: %w", path, err)
 	}
 	committed = true
-	if d, err := os.Open(dir); err == nil {
-		err = d.Sync() // make the rename itself durable
-		d.Close()
-		if err != nil {
-			return fmt.Errorf("fsync directory %s: %w", dir, err)
-		}
-	}
 	return nil
 }
 

@@ -28,6 +28,8 @@ type FanoutOptions struct {
 	Key     string        // the kvx key used, removed after
 	Prefix  string        // KV prefix; default transport.DefaultPrefix
 	Ack     bool          // nodes acknowledge, as kvx out does
+	// AckJitter spreads the acknowledgements, as kvx out --watch does.
+	AckJitter time.Duration
 }
 
 // FanoutRound is what one push measured: from the start of the push to each
@@ -99,7 +101,7 @@ func RunFanout(ctx context.Context, o FanoutOptions) ([]FanoutRound, error) {
 		if err != nil {
 			return nil, err
 		}
-		do := transport.DeliverOptions{Key: o.Key, Path: filepath.Join(o.Dir, fmt.Sprintf("node-%05d", i), "file"), NoAck: !o.Ack}
+		do := transport.DeliverOptions{Key: o.Key, Path: filepath.Join(o.Dir, fmt.Sprintf("node-%05d", i), "file"), NoAck: !o.Ack, AckJitter: o.AckJitter}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -114,6 +116,11 @@ func RunFanout(ctx context.Context, o FanoutOptions) ([]FanoutRound, error) {
 	}
 	var out []FanoutRound
 	for r := 0; r <= o.Rounds; r++ {
+		if r > 0 {
+			// Let the fleet settle: the last round's acknowledgements are
+			// spread over AckJitter. Real pushes are minutes apart.
+			time.Sleep(o.AckJitter + 250*time.Millisecond)
+		}
 		content := fanoutContent(o.Size, r)
 		start := time.Now()
 		res, err := pusher.Push(ctx, transport.PushOptions{Key: o.Key, Content: content})

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -30,6 +31,11 @@ type DeliverOptions struct {
 	Command        string        // run with sh -c after a delivery
 	CommandTimeout time.Duration // default 1m
 	NoAck          bool
+	// AckJitter delays the acknowledgement by a random time up to it, so
+	// a fleet that just took a new version does not write a thousand acks
+	// at the moment the others are still fetching. --watch uses it; a one
+	// shot acknowledges at once.
+	AckJitter time.Duration
 }
 
 // Delivery says what one kvx out did.
@@ -66,6 +72,14 @@ func (c *Client) Deliver(ctx context.Context, o DeliverOptions) Delivery {
 	d.Result = deliveryResult(d)
 	c.report("out", o.Key, d.Bytes, d.Lines, d.Took, d.Result)
 	if !o.NoAck && s != nil {
+		if o.AckJitter > 0 {
+			t := time.NewTimer(rand.N(o.AckJitter))
+			select {
+			case <-ctx.Done():
+			case <-t.C:
+			}
+			t.Stop()
+		}
 		if err := c.ack(ctx, s, d); err != nil {
 			c.log().Warn("acknowledge", "key", o.Key, "err", err)
 		}

@@ -142,8 +142,8 @@ func (c *Client) Push(ctx context.Context, o PushOptions) (res PushResult, err e
 		return res, fmt.Errorf("%s: %w: %s", l.Key, ErrConflict, txnErrors(resp))
 	}
 	res.Uploaded = true
-	if now, err := c.read(ctx, l, "", "", false); err == nil {
-		c.collectChunks(ctx, l, now, s)
+	if len(chunks) > 0 || len(s.chunks()) > 0 {
+		c.collectChunks(ctx, l, append(chunks, s.chunks()...))
 	}
 	return res, nil
 }
@@ -199,16 +199,15 @@ func (c *Client) writeChunks(ctx context.Context, l Layout, stored []byte) (name
 	return names, wrote, errors.Join(errs...)
 }
 
-// collectChunks removes chunks that neither the current version nor the
-// one before it (prev, may be nil) names. Keeping the previous version's
-// chunks lets a reader that started before the flip finish. Errors are only
-// logged: a leftover chunk costs space, never correctness.
-func (c *Client) collectChunks(ctx context.Context, l Layout, cur, prev *snapshot) {
-	if l.Kvexpress() {
-		return
-	}
+// collectChunks removes the chunks not named in keep: after a flip, the
+// new version's and the one's before it, which lets a reader that started
+// before the flip finish. It runs after pushes that involve chunks (so
+// chunks left by a push that died before its flip go with the next chunked
+// push). Errors are only logged: a leftover chunk costs space, never
+// correctness.
+func (c *Client) collectChunks(ctx context.Context, l Layout, names []string) {
 	keep := map[string]bool{}
-	for _, name := range append(cur.chunks(), prev.chunks()...) {
+	for _, name := range names {
 		keep[l.Chunk(name)] = true
 	}
 	have, _, err := c.KV.Keys(l.Chunks(), "", (&consulapi.QueryOptions{}).WithContext(ctx))
