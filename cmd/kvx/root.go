@@ -70,7 +70,9 @@ func newRootCmd(stdin io.Reader, stdout, stderr io.Writer) *cobra.Command {
 	root.SetOut(stdout)
 	root.SetErr(stderr)
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
-	root.AddCommand(newServerCmd(), newVersionCmd(), newBenchCmd())
+	root.AddCommand(newServerCmd(), newVersionCmd(), newBenchCmd(),
+		newInCmd(), newOutCmd(), newStatusCmd(), newStopCmd(), newStartCmd(),
+		newFreezeCmd(), newUnfreezeCmd(), newCopyCmd(), newRawCmd(), newDemoCmd())
 	return root
 }
 

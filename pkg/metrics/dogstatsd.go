@@ -41,3 +41,12 @@ func (d *Dogstatsd) Timing(name string, dur time.Duration, tags ...string) {
 
 // Close flushes what is buffered and closes the socket.
 func (d *Dogstatsd) Close() error { return d.client.Close() }
+
+// Event sends a Datadog event through the agent. alert is "info",
+// "warning", "error" or "success".
+func (d *Dogstatsd) Event(title, text, alert string, tags ...string) error {
+	e := statsd.NewEvent(title, text)
+	e.AlertType = statsd.EventAlertType(alert)
+	e.Tags = tags
+	return d.client.Event(e)
+}

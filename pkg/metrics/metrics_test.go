@@ -77,3 +77,32 @@ func TestDogstatsdSendsToAgent(t *testing.T) {
 		}
 	}
 }
+
+func TestDogstatsdEvent(t *testing.T) {
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pc.Close()
+	d, err := NewDogstatsd(pc.LocalAddr().String(), "kvx.", "host:test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Event("Updated: app/hosts", "-old\n+new\n", "info", "kvx:success"); err != nil {
+		t.Fatal(err)
+	}
+	d.Close()
+	buf := make([]byte, 64<<10)
+	_ = pc.SetReadDeadline(time.Now().Add(10 * time.Second))
+	n, _, err := pc.ReadFrom(buf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The dogstatsd event datagram: _e{title length,text length}:title|text|...
+	got := string(buf[:n])
+	for _, want := range []string{"_e{18,12}:Updated: app/hosts|-old\\n+new\\n", "|t:info", "kvx:success", "host:test"} {
+		if !strings.Contains(got, want) {
+			t.Errorf("event datagram %q lacks %q", got, want)
+		}
+	}
+}

@@ -56,3 +56,9 @@ func (m multi) Timing(name string, d time.Duration, tags ...string) {
 		s.Timing(name, d, tags...)
 	}
 }
+
+// Events receives Datadog-style events: a title, a text and an alert type
+// ("info", "warning", "error", "success").
+type Events interface {
+	Event(title, text, alert string, tags ...string) error
+}

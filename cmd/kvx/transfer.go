@@ -1,0 +1,352 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+
+	"github.com/kvxproject/kvx/pkg/atomicfile"
+	"github.com/kvxproject/kvx/pkg/client"
+	"github.com/kvxproject/kvx/pkg/metrics"
+	"github.com/kvxproject/kvx/pkg/transport"
+	"github.com/kvxproject/kvx/pkg/watch"
+)
+
+// common are the flags every transfer command shares.
+type common struct {
+	httpAddr, token, datacenter string
+	prefix, node                string
+	dogstatsd                   string
+	logLevel                    string
+	logJSON                     bool
+}
+
+func (c *common) register(f *pflag.FlagSet) {
+	f.StringVar(&c.httpAddr, "http-addr", "", "server HTTP address (default: CONSUL_HTTP_ADDR, else 127.0.0.1:8500)")
+	f.StringVar(&c.token, "token", "", "ACL token (default: CONSUL_HTTP_TOKEN)")
+	f.StringVar(&c.datacenter, "datacenter", "", "datacenter to talk to (default: the server's)")
+	f.StringVarP(&c.prefix, "prefix", "p", transport.DefaultPrefix, "KV prefix; \"kvexpress\" reads and writes kvexpress's layout")
+	f.StringVar(&c.node, "node", "", "this node's name, for acknowledgements and freezes (default: host name)")
+	f.StringVar(&c.dogstatsd, "dogstatsd-addr", "", "send metrics and events to this dogstatsd agent (host:port)")
+	f.StringVar(&c.logLevel, "log-level", "info", "debug, info, warn or error")
+	f.BoolVar(&c.logJSON, "log-json", false, "log JSON lines instead of text")
+}
+
+// session is what a transfer command works with; close releases it.
+type session struct {
+	*transport.Client
+	logger *slog.Logger
+	events metrics.Events // nil without -dogstatsd-addr
+	close  func()
+}
+
+func (c *common) open(cmd *cobra.Command) (*session, error) {
+	logger, err := newLogger(cmd.ErrOrStderr(), c.logLevel, c.logJSON)
+	if err != nil {
+		return nil, err
+	}
+	node := c.node
+	if node == "" {
+		if node, err = os.Hostname(); err != nil {
+			return nil, fmt.Errorf("host name: %w (pass -node)", err)
+		}
+	}
+	kv, err := client.NewKV(client.Options{Address: c.httpAddr, Token: c.token, Datacenter: c.datacenter})
+	if err != nil {
+		return nil, usageError{err}
+	}
+	s := &session{
+		Client: &transport.Client{KV: kv, Prefix: c.prefix, Node: node, Logger: logger},
+		logger: logger,
+		close:  func() {},
+	}
+	if c.dogstatsd != "" {
+		d, err := metrics.NewDogstatsd(c.dogstatsd, "kvx.")
+		if err != nil {
+			return nil, usageError{err}
+		}
+		s.Metrics, s.events, s.close = d, d, func() { d.Close() }
+	}
+	return s, nil
+}
+
+// refusal maps a transport refusal to exit code 3.
+func refusal(err error) error {
+	if errors.Is(err, transport.ErrRefused) {
+		return fmt.Errorf("%w: %w", errRefused, err)
+	}
+	return err
+}
+
+func required(cmd *cobra.Command, names ...string) error {
+	for _, n := range names {
+		if !cmd.Flags().Changed(n) {
+			return usageError{fmt.Errorf("--%s is required", n)}
+		}
+	}
+	return nil
+}
+
+// ---- kvx in
+
+type inOptions struct {
+	common
+	key, file, url string
+	minLines       int
+	maxSize        int64
+	compress       string
+	urlTimeout     time.Duration
+	diffMax        int
+}
+
+func newInCmd() *cobra.Command {
+	o := &inOptions{}
+	cmd := &cobra.Command{
+		Use:   "in",
+		Short: "Push a file into KV: checksummed, atomic, no re-upload",
+		Long: `Push a file (-f FILE, -f - for stdin, or -u URL) to <prefix>/<key>. Refused
+with exit code 3 and nothing written: fewer than -l lines, more than
+--max-size bytes, or the key's stop switch on. Nothing is written when KV
+already holds the same checksum. Data and checksum change in one
+transaction; files whose stored form is over 256 KiB go in content-addressed
+chunks flipped by one transaction. With -dogstatsd-addr a Datadog event
+"Updated: <key>" carries the diff against the previous version.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error { return runIn(cmd, o) },
+	}
+	f := cmd.Flags()
+	o.register(f)
+	f.StringVarP(&o.key, "key", "k", "", "key name under the prefix (required)")
+	f.StringVarP(&o.file, "file", "f", "", "file to push; - reads stdin")
+	f.StringVarP(&o.url, "url", "u", "", "fetch the file from this URL instead")
+	f.IntVarP(&o.minLines, "length", "l", 1, "refuse content with fewer lines than this")
+	f.Int64Var(&o.maxSize, "max-size", transport.DefaultMaxSize, "refuse content larger than this many bytes")
+	f.StringVarP(&o.compress, "compress", "z", "none", "store compressed: gzip, zstd, brotli or none (readers detect it)")
+	f.DurationVar(&o.urlTimeout, "url-timeout", 30*time.Second, "give up on -u after this long")
+	f.IntVar(&o.diffMax, "diff-max", transport.DefaultDiffMax, "cap on the diff text of the update event, in bytes")
+	return cmd
+}
+
+func runIn(cmd *cobra.Command, o *inOptions) error {
+	if err := required(cmd, "key"); err != nil {
+		return err
+	}
+	if (o.file == "") == (o.url == "") {
+		return usageError{errors.New("give exactly one of -f FILE (or -f -) and -u URL")}
+	}
+	codec, err := transport.ParseCodec(o.compress)
+	if err != nil {
+		return usageError{err}
+	}
+	s, err := o.open(cmd)
+	if err != nil {
+		return err
+	}
+	defer s.close()
+	content, err := readSource(cmd.Context(), cmd.InOrStdin(), o)
+	if err != nil {
+		return refusal(err)
+	}
+	res, err := s.Push(cmd.Context(), transport.PushOptions{
+		Key: o.key, Content: content, MinLines: o.minLines, MaxSize: o.maxSize,
+		Codec: codec, Diff: s.events != nil, DiffMax: o.diffMax,
+	})
+	if err != nil {
+		return refusal(err)
+	}
+	w := cmd.OutOrStdout()
+	if !res.Uploaded {
+		fmt.Fprintf(w, "unchanged %s/%s: KV already holds %s\n", o.prefix, res.Key, res.Checksum)
+		return nil
+	}
+	fmt.Fprintf(w, "uploaded %s/%s: %s, %d bytes, %d lines, %d stored", o.prefix, res.Key, res.Checksum, res.Bytes, res.Lines, res.Stored)
+	if res.Chunks > 0 {
+		fmt.Fprintf(w, " in %d chunks", res.Chunks)
+	}
+	fmt.Fprintf(w, " (%v)\n", res.Took.Round(time.Millisecond))
+	if s.events != nil {
+		if err := s.events.Event("Updated: "+res.Key, res.Diff, "info", "kvx:success", "key:"+res.Key, "host:"+s.Node); err != nil {
+			s.logger.Warn("send update event", "err", err)
+		}
+	}
+	return nil
+}
+
+// readSource reads -f FILE, -f - or -u URL, never more than the size cap
+// (one byte more, so the cap refusal can say so).
+func readSource(ctx context.Context, stdin io.Reader, o *inOptions) ([]byte, error) {
+	limit := o.maxSize
+	if limit <= 0 {
+		limit = transport.DefaultMaxSize
+	}
+	var r io.Reader
+	switch {
+	case o.file == "-":
+		r = stdin
+	case o.file != "":
+		f, err := os.Open(o.file)
+		if err != nil {
+			return nil, err
+		}
+		defer f.Close()
+		r = f
+	default:
+		ctx, cancel := context.WithTimeout(ctx, o.urlTimeout)
+		defer cancel()
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, o.url, nil)
+		if err != nil {
+			return nil, usageError{fmt.Errorf("url %q: %w", o.url, err)}
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return nil, fmt.Errorf("fetch %s: %w", o.url, err)
+		}
+		defer resp.Body.Close()
+		if resp.StatusCode < 200 || resp.StatusCode > 299 {
+			return nil, fmt.Errorf("fetch %s: %s: nothing uploaded", o.url, resp.Status)
+		}
+		if resp.ContentLength > limit {
+			return nil, &transport.Refusal{Code: transport.RefusedTooLarge, Msg: fmt.Sprintf("%s: %d bytes, more than the cap of %d", o.url, resp.ContentLength, limit)}
+		}
+		r = resp.Body
+	}
+	b, err := io.ReadAll(io.LimitReader(r, limit+1))
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", o.file+o.url, err)
+	}
+	return b, nil // Push refuses content over the cap
+}
+
+// ---- kvx out
+
+type outOptions struct {
+	common
+	key, file            string
+	minLines             int
+	chmod, owner, group  string
+	exec                 string
+	execTimeout          time.Duration
+	ignoreStop, noAck    bool
+	watch                bool
+	reconcile, ackJitter time.Duration
+}
+
+func newOutCmd() *cobra.Command {
+	o := &outOptions{}
+	cmd := &cobra.Command{
+		Use:   "out",
+		Short: "Deliver a key to a file: verified, atomic, no re-delivery",
+		Long: `Write <prefix>/<key> to -f FILE when its checksum verifies, then run -e.
+Refused with exit code 3 and the file untouched: checksum mismatch, missing
+data, fewer than -l lines, the stop switch (unless --ignore-stop), or this
+node's freeze of the file. A file that already has the checksum is not
+rewritten and the command not run again (a drifted mode is put back). Each
+run is acknowledged under <prefix>/<key>/nodes/<node>.
+
+One shot (cron, ad hoc, or a consul watch handler: the JSON on stdin is
+ignored and KV read afresh), or --watch: a blocking query on the checksum
+key, a full re-check every --reconcile, jittered backoff on errors.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error { return runOut(cmd, o) },
+	}
+	f := cmd.Flags()
+	o.register(f)
+	f.StringVarP(&o.key, "key", "k", "", "key name under the prefix (required)")
+	f.StringVarP(&o.file, "file", "f", "", "target file (required)")
+	f.IntVarP(&o.minLines, "length", "l", 1, "refuse content with fewer lines than this")
+	f.StringVarP(&o.chmod, "chmod", "c", "0644", "file mode, octal")
+	f.StringVarP(&o.owner, "owner", "o", "", "file owner, name or uid (default: the running user)")
+	f.StringVarP(&o.group, "group", "g", "", "file group, name or gid (default: the running user's)")
+	f.StringVarP(&o.exec, "exec", "e", "", "command run with sh -c after each delivery")
+	f.DurationVar(&o.execTimeout, "exec-timeout", time.Minute, "kill the command after this long")
+	f.BoolVar(&o.ignoreStop, "ignore-stop", false, "deliver even when the key's stop switch is on")
+	f.BoolVar(&o.noAck, "no-ack", false, "do not acknowledge under <prefix>/<key>/nodes/<node>")
+	f.BoolVarP(&o.watch, "watch", "w", false, "keep running: deliver every change as it happens")
+	f.DurationVar(&o.reconcile, "reconcile", 5*time.Minute, "with --watch: full re-check at least this often")
+	f.DurationVar(&o.ackJitter, "ack-jitter", time.Second, "with --watch: spread acknowledgements over a random delay up to this")
+	return cmd
+}
+
+// fileOptions turns -c, -o and -g into atomicfile options.
+func fileOptions(chmod, owner, group string) (atomicfile.Options, error) {
+	mode, err := strconv.ParseUint(chmod, 8, 32)
+	if err != nil || mode > 0o7777 {
+		return atomicfile.Options{}, usageError{fmt.Errorf("-c %q: want an octal mode such as 0644", chmod)}
+	}
+	uid, gid, err := atomicfile.Owner(owner, group)
+	if err != nil {
+		return atomicfile.Options{}, usageError{err}
+	}
+	return atomicfile.Options{Mode: os.FileMode(mode), SetOwner: owner != "" || group != "", UID: uid, GID: gid}, nil
+}
+
+func runOut(cmd *cobra.Command, o *outOptions) error {
+	if err := required(cmd, "key", "file"); err != nil {
+		return err
+	}
+	fo, err := fileOptions(o.chmod, o.owner, o.group)
+	if err != nil {
+		return err
+	}
+	s, err := o.open(cmd)
+	if err != nil {
+		return err
+	}
+	defer s.close()
+	do := transport.DeliverOptions{
+		Key: o.key, Path: o.file, MinLines: o.minLines, IgnoreStop: o.ignoreStop, File: fo,
+		Command: o.exec, CommandTimeout: o.execTimeout, NoAck: o.noAck,
+	}
+	if !o.watch {
+		d := s.Deliver(cmd.Context(), do)
+		logDelivery(s.logger, d)
+		fmt.Fprintln(cmd.OutOrStdout(), describe(d))
+		return refusal(d.Err)
+	}
+	do.AckJitter = o.ackJitter
+	s.logger.Info("watching", "key", o.key, "file", o.file, "node", s.Node)
+	return s.Watch(cmd.Context(), do, watch.Options{Reconcile: o.reconcile, Logger: s.logger}, func(d transport.Delivery) {
+		logDelivery(s.logger, d)
+	})
+}
+
+func describe(d transport.Delivery) string {
+	switch d.Result {
+	case transport.ResultDelivered:
+		return fmt.Sprintf("delivered %s to %s: %s, %d bytes, %d lines", d.Key, d.Path, d.Checksum, d.Bytes, d.Lines)
+	case transport.ResultUnchanged:
+		s := fmt.Sprintf("unchanged %s: %s already has %s", d.Key, d.Path, d.Checksum)
+		if d.Fixed {
+			s += " (mode or owner put back)"
+		}
+		return s
+	}
+	return fmt.Sprintf("%s %s: %v", d.Result, d.Key, d.Err)
+}
+
+func logDelivery(l *slog.Logger, d transport.Delivery) {
+	attrs := []any{"key", d.Key, "file", d.Path, "result", d.Result, "checksum", d.Checksum, "took", d.Took.Round(time.Microsecond)}
+	if d.Output != "" {
+		attrs = append(attrs, "output", strings.TrimSpace(d.Output))
+	}
+	switch {
+	case d.Err != nil && d.Result == transport.ResultRefused:
+		l.Warn("refused", append(attrs, "err", d.Err)...)
+	case d.Err != nil:
+		l.Error("delivery failed", append(attrs, "err", d.Err)...)
+	case d.Result == transport.ResultDelivered:
+		l.Info("delivered", attrs...)
+	default:
+		l.Debug("checked", attrs...)
+	}
+}
