@@ -128,3 +128,19 @@ func TestBenchKV(t *testing.T) {
 		t.Fatalf("bench left %d keys behind (%v)", len(pairs), err)
 	}
 }
+
+func TestBenchFanout(t *testing.T) {
+	srv := servertest.Start(t)
+	out, stderr, code := run(t, context.Background(), "bench", "fanout", "-addr", srv.HTTPAddr(),
+		"-nodes", "20", "-size", "3000", "-rounds", "2", "-ack-jitter", "10ms", "-dir", t.TempDir())
+	if code != 0 {
+		t.Fatalf("bench fanout: exit %d, %s", code, stderr)
+	}
+	line := regexp.MustCompile(`(?m)^round (\d): delivered 20/20  p50 \S+  p90 \S+  p99 \S+  max \S+$`)
+	if m := line.FindAllStringSubmatch(out, -1); len(m) != 2 || m[0][1] != "1" || m[1][1] != "2" {
+		t.Fatalf("bench fanout output %q", out)
+	}
+	if keys, _, err := srv.Client.KV().Keys("kvx/kvx-bench/", "", nil); err != nil || len(keys) != 0 {
+		t.Fatalf("bench left keys behind: %v %v", keys, err)
+	}
+}
