@@ -96,7 +96,7 @@ and delivered/N. Works against any Consul-compatible address.`,
 	f.DurationVar(&o.Timeout, "timeout", 30*time.Second, "per round: nodes without the file by then count as not delivered")
 	f.BoolVar(&o.Ack, "ack", true, "nodes acknowledge each delivery, as kvx out does")
 	f.DurationVar(&o.AckJitter, "ack-jitter", time.Second, "spread each node's acknowledgement over a random delay up to this, as kvx out --watch does")
-	f.StringVar(&o.Dir, "dir", "", "where the nodes write their files (default: a temp dir, removed after)")
+	f.StringVar(&o.Dir, "dir", "", "where the nodes write their files (default: a temp dir in /dev/shm if present, else in $TMPDIR; removed after)")
 	f.StringVar(&o.Prefix, "prefix", "", "KV prefix (default kvx)")
 	return cmd
 }
