@@ -6,7 +6,6 @@ import (
 	"io"
 	"net/http"
 	"net/url"
-	"strconv"
 	"strings"
 
 	consulapi "github.com/hashicorp/consul/api"
@@ -80,17 +79,19 @@ func (k *KV) GetRaw(ctx context.Context, key string) ([]byte, bool, error) {
 		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 1024))
 		return nil, false, fmt.Errorf("GET %s: %s: %s", key, resp.Status, strings.TrimSpace(string(msg)))
 	}
-	var buf []byte
-	if n, err := strconv.ParseInt(resp.Header.Get("Content-Length"), 10, 64); err == nil && n >= 0 && n <= k.maxSize {
-		buf = make([]byte, 0, n)
+	if n := resp.ContentLength; n >= 0 && n <= k.maxSize {
+		buf := make([]byte, n) // one allocation, one copy
+		if _, err := io.ReadFull(resp.Body, buf); err != nil {
+			return nil, false, fmt.Errorf("GET %s: %w", key, err)
+		}
+		return buf, true, nil
 	}
-	w := &sliceWriter{b: buf}
-	if _, err := io.Copy(w, io.LimitReader(resp.Body, k.maxSize)); err != nil {
+	buf, err := io.ReadAll(io.LimitReader(resp.Body, k.maxSize+1))
+	if err == nil && int64(len(buf)) > k.maxSize {
+		err = fmt.Errorf("value over %d bytes", k.maxSize)
+	}
+	if err != nil {
 		return nil, false, fmt.Errorf("GET %s: %w", key, err)
 	}
-	return w.b, true, nil
+	return buf, true, nil
 }
-
-type sliceWriter struct{ b []byte }
-
-func (w *sliceWriter) Write(p []byte) (int, error) { w.b = append(w.b, p...); return len(p), nil }
