@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"text/tabwriter"
-	"time"
 
 	"github.com/spf13/cobra"
 
@@ -210,9 +209,7 @@ func newCopyCmd() *cobra.Command {
 func newRawCmd() *cobra.Command {
 	o := &struct {
 		common
-		key, file, chmod, owner, group, exec string
-		minLines                             int
-		timeout                              time.Duration
+		target
 	}{}
 	cmd := &cobra.Command{
 		Use:   "raw",
@@ -222,7 +219,7 @@ func newRawCmd() *cobra.Command {
 			if err := required(cmd, "key", "file"); err != nil {
 				return err
 			}
-			fo, err := fileOptions(o.chmod, o.owner, o.group)
+			fo, err := o.fileOptions()
 			if err != nil {
 				return err
 			}
@@ -231,21 +228,13 @@ func newRawCmd() *cobra.Command {
 				return err
 			}
 			defer s.close()
-			d := s.Raw(cmd.Context(), transport.RawOptions{Key: o.key, Path: o.file, MinLines: o.minLines, File: fo, Command: o.exec, Timeout: o.timeout})
+			d := s.Raw(cmd.Context(), transport.RawOptions{Key: o.key, Path: o.file, MinLines: o.minLines, File: fo, Command: o.exec, Timeout: o.execTimeout})
 			logDelivery(s.logger, d)
 			fmt.Fprintln(cmd.OutOrStdout(), describe(d))
 			return refusal(d.Err)
 		},
 	}
-	f := cmd.Flags()
-	o.register(f)
-	f.StringVarP(&o.key, "key", "k", "", "full key, no prefix added (required)")
-	f.StringVarP(&o.file, "file", "f", "", "target file (required)")
-	f.IntVarP(&o.minLines, "length", "l", 1, "refuse a value with fewer lines than this")
-	f.StringVarP(&o.chmod, "chmod", "c", "0644", "file mode, octal")
-	f.StringVarP(&o.owner, "owner", "o", "", "file owner, name or uid")
-	f.StringVarP(&o.group, "group", "g", "", "file group, name or gid")
-	f.StringVarP(&o.exec, "exec", "e", "", "command run with sh -c after the file changed")
-	f.DurationVar(&o.timeout, "exec-timeout", time.Minute, "kill the command after this long")
+	o.common.register(cmd.Flags())
+	o.target.register(cmd.Flags(), "full key, no prefix added (required)")
 	return cmd
 }

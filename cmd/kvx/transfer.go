@@ -229,13 +229,42 @@ func readSource(ctx context.Context, stdin io.Reader, o *inOptions) ([]byte, err
 
 // ---- kvx out
 
+// target are the flags of a command that writes a file: out and raw.
+type target struct {
+	key, file           string
+	minLines            int
+	chmod, owner, group string
+	exec                string
+	execTimeout         time.Duration
+}
+
+func (t *target) register(f *pflag.FlagSet, keyHelp string) {
+	f.StringVarP(&t.key, "key", "k", "", keyHelp)
+	f.StringVarP(&t.file, "file", "f", "", "target file (required)")
+	f.IntVarP(&t.minLines, "length", "l", 1, "refuse content with fewer lines than this")
+	f.StringVarP(&t.chmod, "chmod", "c", "0644", "file mode, octal")
+	f.StringVarP(&t.owner, "owner", "o", "", "file owner, name or uid (default: the running user)")
+	f.StringVarP(&t.group, "group", "g", "", "file group, name or gid (default: the running user's)")
+	f.StringVarP(&t.exec, "exec", "e", "", "command run with sh -c after the file changed")
+	f.DurationVar(&t.execTimeout, "exec-timeout", time.Minute, "kill the command after this long")
+}
+
+// fileOptions turns -c, -o and -g into atomicfile options.
+func (t *target) fileOptions() (atomicfile.Options, error) {
+	mode, err := strconv.ParseUint(t.chmod, 8, 32)
+	if err != nil || mode > 0o7777 {
+		return atomicfile.Options{}, usageError{fmt.Errorf("-c %q: want an octal mode such as 0644", t.chmod)}
+	}
+	uid, gid, err := atomicfile.Owner(t.owner, t.group)
+	if err != nil {
+		return atomicfile.Options{}, usageError{err}
+	}
+	return atomicfile.Options{Mode: os.FileMode(mode), SetOwner: t.owner != "" || t.group != "", UID: uid, GID: gid}, nil
+}
+
 type outOptions struct {
 	common
-	key, file            string
-	minLines             int
-	chmod, owner, group  string
-	exec                 string
-	execTimeout          time.Duration
+	target
 	ignoreStop, noAck    bool
 	watch                bool
 	reconcile, ackJitter time.Duration
@@ -260,15 +289,8 @@ key, a full re-check every --reconcile, jittered backoff on errors.`,
 		RunE: func(cmd *cobra.Command, _ []string) error { return runOut(cmd, o) },
 	}
 	f := cmd.Flags()
-	o.register(f)
-	f.StringVarP(&o.key, "key", "k", "", "key name under the prefix (required)")
-	f.StringVarP(&o.file, "file", "f", "", "target file (required)")
-	f.IntVarP(&o.minLines, "length", "l", 1, "refuse content with fewer lines than this")
-	f.StringVarP(&o.chmod, "chmod", "c", "0644", "file mode, octal")
-	f.StringVarP(&o.owner, "owner", "o", "", "file owner, name or uid (default: the running user)")
-	f.StringVarP(&o.group, "group", "g", "", "file group, name or gid (default: the running user's)")
-	f.StringVarP(&o.exec, "exec", "e", "", "command run with sh -c after each delivery")
-	f.DurationVar(&o.execTimeout, "exec-timeout", time.Minute, "kill the command after this long")
+	o.common.register(f)
+	o.target.register(f, "key name under the prefix (required)")
 	f.BoolVar(&o.ignoreStop, "ignore-stop", false, "deliver even when the key's stop switch is on")
 	f.BoolVar(&o.noAck, "no-ack", false, "do not acknowledge under <prefix>/<key>/nodes/<node>")
 	f.BoolVarP(&o.watch, "watch", "w", false, "keep running: deliver every change as it happens")
@@ -277,24 +299,11 @@ key, a full re-check every --reconcile, jittered backoff on errors.`,
 	return cmd
 }
 
-// fileOptions turns -c, -o and -g into atomicfile options.
-func fileOptions(chmod, owner, group string) (atomicfile.Options, error) {
-	mode, err := strconv.ParseUint(chmod, 8, 32)
-	if err != nil || mode > 0o7777 {
-		return atomicfile.Options{}, usageError{fmt.Errorf("-c %q: want an octal mode such as 0644", chmod)}
-	}
-	uid, gid, err := atomicfile.Owner(owner, group)
-	if err != nil {
-		return atomicfile.Options{}, usageError{err}
-	}
-	return atomicfile.Options{Mode: os.FileMode(mode), SetOwner: owner != "" || group != "", UID: uid, GID: gid}, nil
-}
-
 func runOut(cmd *cobra.Command, o *outOptions) error {
 	if err := required(cmd, "key", "file"); err != nil {
 		return err
 	}
-	fo, err := fileOptions(o.chmod, o.owner, o.group)
+	fo, err := o.fileOptions()
 	if err != nil {
 		return err
 	}
