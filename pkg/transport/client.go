@@ -30,7 +30,8 @@ type Client struct {
 	Logger  *slog.Logger     // default: discard
 	Now     func() time.Time // default time.Now
 
-	files sync.Map // target path -> fileState: files this client wrote or hashed
+	files  sync.Map // target path -> fileState: files this client wrote or hashed
+	failed sync.Map // target path -> checksum whose command failed
 }
 
 func (c *Client) prefix() string {

@@ -150,9 +150,11 @@ func (c *Client) deliver(ctx context.Context, o DeliverOptions, d *Delivery) (*s
 		if d.Fixed, err = atomicfile.Fix(path, o.File); err != nil {
 			return s, err
 		}
-		if a, ok := parseAck(s.ack); ok && a.Checksum == d.have && a.Result == ResultCommandFailed && o.Command != "" {
+		a, _ := parseAck(s.ack)
+		failed, _ := c.failed.Load(path) // the ack may not be written yet (--ack-jitter)
+		if o.Command != "" && (a.Checksum == d.have && a.Result == ResultCommandFailed || failed == d.have) {
 			c.log().Info("re-running the command that failed after the last delivery", "key", o.Key, "file", path)
-			d.Output, err = runCommand(ctx, o, d.Checksum)
+			d.Output, err = c.runCommand(ctx, o, path, d.Checksum)
 		}
 		return s, err
 	}
@@ -167,10 +169,22 @@ func (c *Client) deliver(ctx context.Context, o DeliverOptions, d *Delivery) (*s
 	d.have = d.Checksum
 	c.remember(path, d.Checksum)
 	if o.Command != "" {
-		d.Output, err = runCommand(ctx, o, d.Checksum)
+		d.Output, err = c.runCommand(ctx, o, path, d.Checksum)
 		return s, err
 	}
 	return s, nil
+}
+
+// runCommand runs the command and remembers a failure for path, so the next
+// check runs it again even though the file is current.
+func (c *Client) runCommand(ctx context.Context, o DeliverOptions, path, sum string) (string, error) {
+	out, err := runCommand(ctx, o, sum)
+	if err != nil {
+		c.failed.Store(path, sum)
+	} else {
+		c.failed.Delete(path)
+	}
+	return out, err
 }
 
 // fileState identifies a version of a file without reading it.
@@ -239,7 +253,12 @@ func runCommand(ctx context.Context, o DeliverOptions, sum string) (string, erro
 	defer cancel()
 	cmd := exec.CommandContext(ctx, "sh", "-c", o.Command)
 	cmd.Env = append(os.Environ(), "KVX_KEY="+o.Key, "KVX_FILE="+o.Path, "KVX_CHECKSUM="+sum)
-	cmd.WaitDelay = 5 * time.Second // a child holding the output pipe open must not hang us
+	// The command gets its own process group, killed whole at the timeout,
+	// so a child it started (sleep, a daemon reload) cannot outlive it
+	// holding the output pipe.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
+	cmd.WaitDelay = 5 * time.Second
 	var out cappedBuffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	err := cmd.Run()

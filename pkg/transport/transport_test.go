@@ -452,3 +452,39 @@ func TestServerDownDuringOut(t *testing.T) {
 		t.Fatalf("Watch returned %v", err)
 	}
 }
+
+// A failed command is retried by --watch even when no acknowledgement
+// records the failure (-no-ack): the client remembers it.
+func TestWatchRetriesFailedCommand(t *testing.T) {
+	srv := servertest.Start(t)
+	c := newClient(srv, "web-1")
+	dir := t.TempDir()
+	flag, log := filepath.Join(dir, "ready"), filepath.Join(dir, "log")
+	mustPush(t, c, PushOptions{Key: "wr/hosts", Content: lines(20, "v1")})
+	wctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	failures := make(chan struct{}, 100)
+	done := make(chan error, 1)
+	go func() {
+		done <- c.Watch(wctx, DeliverOptions{Key: "wr/hosts", Path: filepath.Join(dir, "hosts"), NoAck: true,
+			Command: "test -e " + flag + " && echo ok >> " + log},
+			watch.Options{MinBackoff: 5 * time.Millisecond, MaxBackoff: 20 * time.Millisecond},
+			func(d Delivery) {
+				if d.Result == ResultCommandFailed {
+					failures <- struct{}{}
+				}
+			})
+	}()
+	<-failures
+	if err := os.WriteFile(flag, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	servertest.Eventually(t, "the command to succeed on a retry", func() bool {
+		b, _ := os.ReadFile(log)
+		return string(b) == "ok\n"
+	})
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}
