@@ -216,22 +216,12 @@ func newRawCmd() *cobra.Command {
 		Short: "Write one key's value to a file as it is (no checksum layout); only when it changed",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := required(cmd, "key", "file"); err != nil {
-				return err
-			}
-			fo, err := o.fileOptions()
-			if err != nil {
-				return err
-			}
-			s, err := o.open(cmd)
+			s, fo, err := o.target.open(cmd, &o.common)
 			if err != nil {
 				return err
 			}
 			defer s.close()
-			d := s.Raw(cmd.Context(), transport.RawOptions{Key: o.key, Path: o.file, MinLines: o.minLines, File: fo, Command: o.exec, Timeout: o.execTimeout})
-			logDelivery(s.logger, d)
-			fmt.Fprintln(cmd.OutOrStdout(), describe(d))
-			return refusal(d.Err)
+			return finish(cmd, s, s.Raw(cmd.Context(), transport.RawOptions{Key: o.key, Path: o.file, MinLines: o.minLines, File: fo, Command: o.exec, Timeout: o.execTimeout}))
 		},
 	}
 	o.common.register(cmd.Flags())

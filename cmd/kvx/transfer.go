@@ -299,15 +299,28 @@ key, a full re-check every --reconcile, jittered backoff on errors.`,
 	return cmd
 }
 
-func runOut(cmd *cobra.Command, o *outOptions) error {
+// open checks the target flags and opens the session of out or raw.
+func (t *target) open(cmd *cobra.Command, c *common) (*session, atomicfile.Options, error) {
 	if err := required(cmd, "key", "file"); err != nil {
-		return err
+		return nil, atomicfile.Options{}, err
 	}
-	fo, err := o.fileOptions()
+	fo, err := t.fileOptions()
 	if err != nil {
-		return err
+		return nil, fo, err
 	}
-	s, err := o.open(cmd)
+	s, err := c.open(cmd)
+	return s, fo, err
+}
+
+// finish logs and prints a one-shot delivery; a refusal exits 3.
+func finish(cmd *cobra.Command, s *session, d transport.Delivery) error {
+	logDelivery(s.logger, d)
+	fmt.Fprintln(cmd.OutOrStdout(), describe(d))
+	return refusal(d.Err)
+}
+
+func runOut(cmd *cobra.Command, o *outOptions) error {
+	s, fo, err := o.target.open(cmd, &o.common)
 	if err != nil {
 		return err
 	}
@@ -317,10 +330,7 @@ func runOut(cmd *cobra.Command, o *outOptions) error {
 		Command: o.exec, CommandTimeout: o.execTimeout, NoAck: o.noAck,
 	}
 	if !o.watch {
-		d := s.Deliver(cmd.Context(), do)
-		logDelivery(s.logger, d)
-		fmt.Fprintln(cmd.OutOrStdout(), describe(d))
-		return refusal(d.Err)
+		return finish(cmd, s, s.Deliver(cmd.Context(), do))
 	}
 	do.AckJitter = o.ackJitter
 	s.logger.Info("watching", "key", o.key, "file", o.file, "node", s.Node)
