@@ -5,6 +5,7 @@ import (
 	"context"
 	"strings"
 	"testing"
+	"time"
 
 	consulapi "github.com/hashicorp/consul/api"
 
@@ -35,5 +36,50 @@ func TestGetRaw(t *testing.T) {
 	bad, _ := client.NewKV(client.Options{Address: srv.HTTPAddr(), Datacenter: "nowhere"})
 	if _, _, err := bad.GetRaw(context.Background(), "raw/plain"); err == nil || !strings.Contains(err.Error(), "raw/plain") {
 		t.Fatalf("unknown datacenter: %v", err)
+	}
+}
+
+func TestGetRawAtBlocks(t *testing.T) {
+	srv := servertest.Start(t)
+	kv, err := client.NewKV(client.Options{Address: srv.HTTPAddr()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	// A missing key answers not found, with the index to block from.
+	_, found, idx, err := kv.GetRawAt(ctx, "block/k", 0, 0)
+	if err != nil || found || idx == 0 {
+		t.Fatalf("missing key: found %v, index %d, %v", found, idx, err)
+	}
+	if _, err := kv.Put(&consulapi.KVPair{Key: "block/k", Value: []byte("one")}, nil); err != nil {
+		t.Fatal(err)
+	}
+	v, found, idx, err := kv.GetRawAt(ctx, "block/k", 0, 0)
+	if err != nil || !found || string(v) != "one" || idx == 0 {
+		t.Fatalf("GetRawAt = %q, %v, %d, %v", v, found, idx, err)
+	}
+	// Blocking at the current index: the wait runs out, same value and index.
+	v, found, again, err := kv.GetRawAt(ctx, "block/k", idx, 20*time.Millisecond)
+	if err != nil || !found || string(v) != "one" || again != idx {
+		t.Fatalf("wait ran out: %q, %v, %d (was %d), %v", v, found, again, idx, err)
+	}
+	// Blocking at the current index: a write wakes it (or, if it lands
+	// first, the query answers at once) with the new value.
+	type answer struct {
+		v   []byte
+		idx uint64
+		err error
+	}
+	got := make(chan answer, 1)
+	go func() {
+		v, _, i, err := kv.GetRawAt(ctx, "block/k", idx, time.Minute)
+		got <- answer{v, i, err}
+	}()
+	if _, err := kv.Put(&consulapi.KVPair{Key: "block/k", Value: []byte("two")}, nil); err != nil {
+		t.Fatal(err)
+	}
+	a := <-got
+	if a.err != nil || string(a.v) != "two" || a.idx <= idx {
+		t.Fatalf("after a write: %q, index %d (was %d), %v", a.v, a.idx, idx, a.err)
 	}
 }

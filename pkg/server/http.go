@@ -70,6 +70,13 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 
 func writeRawJSON(w http.ResponseWriter, code int, b []byte) {
 	w.Header()["Content-Type"] = []string{"application/json"}
+	writeBody(w, code, b)
+}
+
+// writeBody answers with b and its length: without the length, net/http
+// sends anything over 2 kB chunked, and the client cannot size its buffer.
+func writeBody(w http.ResponseWriter, code int, b []byte) {
+	w.Header()["Content-Length"] = []string{strconv.Itoa(len(b))}
 	w.WriteHeader(code)
 	_, _ = w.Write(b)
 }

@@ -90,7 +90,7 @@ func (s *Server) kvGet(w http.ResponseWriter, r *http.Request) error {
 	case has(q, "raw") && !has(q, "recurse"):
 		w.Header()["Content-Type"] = []string{"text/plain; charset=utf-8"}
 		w.Header()["X-Content-Type-Options"] = []string{"nosniff"}
-		_, _ = w.Write(entries[0].Value)
+		writeBody(w, http.StatusOK, entries[0].Value)
 	default:
 		writeRawJSON(w, http.StatusOK, appendEntries(make([]byte, 0, entriesSize(entries)), entries))
 	}

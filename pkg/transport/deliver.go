@@ -64,9 +64,15 @@ const maxCommandOutput = 64 << 10
 // runs the command. The outcome is acknowledged under nodes/<node>. The
 // returned error is Delivery.Err.
 func (c *Client) Deliver(ctx context.Context, o DeliverOptions) Delivery {
+	return c.deliverWith(ctx, o, nil)
+}
+
+// deliverWith is Deliver with the data key's raw value already in hand
+// (pre, nil if not).
+func (c *Client) deliverWith(ctx context.Context, o DeliverOptions, pre []byte) Delivery {
 	start := time.Now()
 	d := Delivery{Key: o.Key, Path: o.Path}
-	s, err := c.deliver(ctx, o, &d)
+	s, err := c.deliver(ctx, o, pre, &d)
 	d.Err = err
 	d.Took = time.Since(start)
 	d.Result = deliveryResult(d)
@@ -102,7 +108,7 @@ func deliveryResult(d Delivery) string {
 	return ResultUnchanged
 }
 
-func (c *Client) deliver(ctx context.Context, o DeliverOptions, d *Delivery) (*snapshot, error) {
+func (c *Client) deliver(ctx context.Context, o DeliverOptions, pre []byte, d *Delivery) (*snapshot, error) {
 	l, err := c.layout(o.Key)
 	if err != nil {
 		return nil, err
@@ -120,7 +126,7 @@ func (c *Client) deliver(ctx context.Context, o DeliverOptions, d *Delivery) (*s
 		content   []byte
 		unchanged bool
 	)
-	s, err := c.readContent(ctx, l, Lock(c.prefix(), path, c.Node), ackKey, func(s *snapshot) error {
+	s, err := c.readContent(ctx, l, Lock(c.prefix(), path, c.Node), ackKey, pre, func(s *snapshot) error {
 		d.Checksum = s.sum()
 		switch {
 		case s.lock != nil:
@@ -300,28 +306,39 @@ func (c *Client) ack(ctx context.Context, s *snapshot, d Delivery) error {
 	return err
 }
 
-// Watch runs kvx out --watch: a blocking query on the checksum key, a
-// delivery whenever it changes and at every reconcile, until ctx is done.
-// Refusals are reported and wait for the next change; errors (server down,
-// disk, a failed command) are retried with backoff. report, if not nil, is
-// called after every delivery attempt.
+// Watch runs kvx out --watch: a blocking query, a delivery whenever it
+// wakes with a change and at every reconcile, until ctx is done. Refusals
+// are reported and wait for the next change; errors (server down, disk, a
+// failed command) are retried with backoff. report, if not nil, is called
+// after every delivery attempt.
+//
+// The blocking query is on the data key, read raw, so its answer is the
+// file itself: a change costs the node the blocking answer and one read
+// transaction (checksum, stop, freeze, acknowledgement), and the data is
+// verified against that checksum like any read. Push writes data and
+// checksum in one transaction, so they wake together. A KV without raw
+// reads, and the kvexpress layout (whose checksum key does not carry the
+// data's flags), block on the checksum key instead and fetch the data after.
 func (c *Client) Watch(ctx context.Context, o DeliverOptions, wo watch.Options, report func(Delivery)) error {
 	l, err := c.layout(o.Key)
 	if err != nil {
 		return err
 	}
-	query := func(ctx context.Context, index uint64, wait time.Duration) (string, uint64, error) {
-		p, meta, err := c.KV.Get(l.Checksum(), (&consulapi.QueryOptions{WaitIndex: index, WaitTime: wait}).WithContext(ctx))
+	query := func(ctx context.Context, index uint64, wait time.Duration) ([]byte, uint64, error) {
+		_, meta, err := c.KV.Get(l.Checksum(), (&consulapi.QueryOptions{WaitIndex: index, WaitTime: wait}).WithContext(ctx))
 		if err != nil {
-			return "", 0, err
+			return nil, 0, err
 		}
-		if p == nil {
-			return "", meta.LastIndex, nil
-		}
-		return string(p.Value), meta.LastIndex, nil
+		return nil, meta.LastIndex, nil
 	}
-	handle := func(ctx context.Context, _ string, _ bool) error {
-		d := c.Deliver(ctx, o)
+	if rg, ok := c.KV.(rawGetter); ok && c.lazyRead(l) {
+		query = func(ctx context.Context, index uint64, wait time.Duration) ([]byte, uint64, error) {
+			v, _, idx, err := rg.GetRawAt(ctx, l.Data(), index, wait)
+			return v, idx, err
+		}
+	}
+	handle := func(ctx context.Context, pre []byte, _ bool) error {
+		d := c.deliverWith(ctx, o, pre)
 		if report != nil {
 			report(d)
 		}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"time"
 
 	consulapi "github.com/hashicorp/consul/api"
 
@@ -18,6 +19,10 @@ import (
 type snapshot struct {
 	layout Layout
 	lazy   bool // data was left out of the read: fetch it raw
+	// pre is the data key's raw value as the watch's blocking query
+	// answered it, used instead of fetching it again. Checked like a
+	// fetch: if it is not the checksum's content, the read starts over.
+	pre []byte
 
 	data     *consulapi.KVPair // nil: missing
 	checksum *consulapi.KVPair
@@ -47,10 +52,12 @@ func (s *snapshot) chunks() []string {
 	return m.Chunks
 }
 
-// rawGetter reads a value as raw bytes; pkg/client's KV has it. Without
-// it, data comes inside the read transaction as JSON and base64.
+// rawGetter reads a value as raw bytes, and blocks on it; pkg/client's KV
+// has it. Without it, data comes inside the read transaction as JSON and
+// base64, and a watch blocks on the checksum key.
 type rawGetter interface {
 	GetRaw(ctx context.Context, key string) ([]byte, bool, error)
+	GetRawAt(ctx context.Context, key string, index uint64, wait time.Duration) ([]byte, bool, uint64, error)
 }
 
 // read takes a snapshot of l. lockKey and ackKey may be empty. With lazy,
@@ -121,11 +128,17 @@ var errRetry = errors.New("a newer version landed during the read")
 const readAttempts = 3
 
 // readContent reads key's state and its verified content, starting over
-// when a newer version lands mid-read.
-func (c *Client) readContent(ctx context.Context, l Layout, lockKey, ackKey string, use func(*snapshot) error) (*snapshot, error) {
+// when a newer version lands mid-read. pre, if not nil, is the data key's
+// raw value already in hand (a watch's answer); only the first attempt
+// uses it.
+func (c *Client) readContent(ctx context.Context, l Layout, lockKey, ackKey string, pre []byte, use func(*snapshot) error) (*snapshot, error) {
 	for attempt := 1; ; attempt++ {
-		s, err := c.read(ctx, l, lockKey, ackKey, c.lazyRead(l) && attempt < readAttempts)
+		lazy := c.lazyRead(l) && attempt < readAttempts
+		s, err := c.read(ctx, l, lockKey, ackKey, lazy)
 		if err == nil {
+			if lazy && attempt == 1 {
+				s.pre = pre
+			}
 			err = use(s)
 		}
 		if !errors.Is(err, errRetry) || attempt == readAttempts {
@@ -142,6 +155,8 @@ func (c *Client) content(ctx context.Context, s *snapshot) ([]byte, error) {
 	switch {
 	case s.checksum == nil:
 		return nil, refuse(RefusedMissing, "%s is missing", s.layout.Checksum())
+	case s.lazy && s.data == nil && s.pre != nil:
+		s.data = &consulapi.KVPair{Key: s.layout.Data(), Value: s.pre, Flags: s.checksum.Flags}
 	case s.lazy && s.data == nil:
 		v, found, err := c.KV.(rawGetter).GetRaw(ctx, s.layout.Data())
 		if err != nil {

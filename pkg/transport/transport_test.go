@@ -488,3 +488,80 @@ func TestWatchRetriesFailedCommand(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// --watch hands the delivery the data its blocking query answered with. An
+// answer that no longer matches the checksum (a newer push landed between
+// the two reads) or is not this key's data at all is never written: the
+// read starts over and fetches the data again.
+func TestWatchAnswerCheckedLikeAFetch(t *testing.T) {
+	srv := servertest.Start(t)
+	c := newClient(srv, "web-1")
+	dir := t.TempDir()
+	for _, tc := range []struct {
+		name string
+		push PushOptions // the version in KV when the delivery reads
+		pre  func(old []byte) []byte
+	}{
+		{"older version", PushOptions{Content: lines(30, "new")}, func(old []byte) []byte { return old }},
+		{"garbage", PushOptions{Content: lines(30, "new")}, func([]byte) []byte { return []byte("not the file\n") }},
+		{"older version, compressed", PushOptions{Content: lines(30, "newz"), Codec: Zstd}, func(old []byte) []byte { return old }},
+		{"older chunked version", PushOptions{Content: bigFile(600<<10, 2)}, func(old []byte) []byte { return old }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			key := "pre/" + strings.ReplaceAll(tc.name, " ", "-")
+			first := lines(30, "old")
+			if strings.Contains(tc.name, "chunked") {
+				first = bigFile(600<<10, 1)
+			}
+			mustPush(t, c, PushOptions{Key: key, Content: first, Codec: tc.push.Codec})
+			l, err := c.layout(key)
+			if err != nil {
+				t.Fatal(err)
+			}
+			old, found, err := c.KV.(rawGetter).GetRaw(ctx, l.Data())
+			if err != nil || !found {
+				t.Fatal(found, err)
+			}
+			o := tc.push
+			o.Key = key
+			mustPush(t, c, o)
+			path := filepath.Join(dir, strings.ReplaceAll(tc.name, " ", "-"))
+			d := c.deliverWith(ctx, DeliverOptions{Key: key, Path: path}, tc.pre(old))
+			if d.Err != nil || d.Result != ResultDelivered {
+				t.Fatalf("delivery: %+v", d)
+			}
+			if !bytes.Equal(readFile(t, path), o.Content) {
+				t.Fatal("the target does not hold the current version")
+			}
+		})
+	}
+}
+
+// noFetchKV is pkg/client's KV whose plain raw reads fail: a delivery that
+// succeeds through it used the data it was handed.
+type noFetchKV struct{ *client.KV }
+
+func (noFetchKV) GetRaw(context.Context, string) ([]byte, bool, error) {
+	return nil, false, errors.New("GetRaw called")
+}
+
+// The watch's answer, when current, is the data delivered: no second fetch.
+func TestWatchAnswerDelivered(t *testing.T) {
+	srv := servertest.Start(t)
+	c := newClient(srv, "web-1")
+	content := lines(40, "v1")
+	mustPush(t, c, PushOptions{Key: "pre/used", Content: content, Codec: Gzip})
+	l, _ := c.layout("pre/used")
+	current, _, err := c.KV.(rawGetter).GetRaw(ctx, l.Data())
+	if err != nil {
+		t.Fatal(err)
+	}
+	strict := &Client{KV: noFetchKV{c.KV.(*client.KV)}, Node: "web-1"}
+	path := filepath.Join(t.TempDir(), "hosts")
+	if d := strict.deliverWith(ctx, DeliverOptions{Key: "pre/used", Path: path}, nil); d.Err == nil || !strings.Contains(d.Err.Error(), "GetRaw called") {
+		t.Fatalf("without an answer in hand the data must be fetched: %+v", d)
+	}
+	if d := strict.deliverWith(ctx, DeliverOptions{Key: "pre/used", Path: path}, current); d.Err != nil || !bytes.Equal(readFile(t, path), content) {
+		t.Fatalf("with the current answer in hand: %+v", d)
+	}
+}
