@@ -36,12 +36,14 @@ type FanoutOptions struct {
 // node's rename of its file.
 type FanoutRound struct {
 	Round, Nodes, Delivered int
+	Push                    time.Duration // the push itself, kvx in's part
+	First                   time.Duration // the first node's delivery
 	P50, P90, P99, Max      time.Duration
 }
 
 func (r FanoutRound) String() string {
-	return fmt.Sprintf("round %d: delivered %d/%d  p50 %v  p90 %v  p99 %v  max %v",
-		r.Round, r.Delivered, r.Nodes, round(r.P50), round(r.P90), round(r.P99), round(r.Max))
+	return fmt.Sprintf("round %d: delivered %d/%d  push %v  first %v  p50 %v  p90 %v  p99 %v  max %v",
+		r.Round, r.Delivered, r.Nodes, round(r.Push), round(r.First), round(r.P50), round(r.P90), round(r.P99), round(r.Max))
 }
 
 type fanNode struct {
@@ -131,6 +133,7 @@ func RunFanout(ctx context.Context, o FanoutOptions) ([]FanoutRound, error) {
 		content := fanoutContent(o.Size, r)
 		start := time.Now()
 		res, err := pusher.Push(ctx, transport.PushOptions{Key: o.Key, Content: content})
+		pushed := time.Since(start)
 		if err != nil {
 			return out, fmt.Errorf("bench: push round %d: %w", r, err)
 		}
@@ -141,9 +144,10 @@ func RunFanout(ctx context.Context, o FanoutOptions) ([]FanoutRound, error) {
 			}
 			continue // the warm-up push is not measured
 		}
-		fr := FanoutRound{Round: r, Nodes: o.Nodes, Delivered: len(lats)}
+		fr := FanoutRound{Round: r, Nodes: o.Nodes, Delivered: len(lats), Push: pushed}
 		if len(lats) > 0 {
 			fr.P50, fr.P90, fr.P99, fr.Max = percentiles(lats)
+			fr.First = lats[0] // sorted by percentiles
 		}
 		out = append(out, fr)
 	}

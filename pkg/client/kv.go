@@ -1,7 +1,9 @@
 package client
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -21,6 +23,7 @@ type KV struct {
 	*consulapi.KV
 	http    *http.Client
 	base    string // scheme://host[:port][path prefix]/v1/kv/
+	txn     string // scheme://host[:port][path prefix]/v1/txn
 	token   string
 	auth    *consulapi.HttpBasicAuth
 	dc      string
@@ -43,6 +46,7 @@ func NewKV(opts Options) (*KV, error) {
 		KV:      c.KV(),
 		http:    conf.HttpClient,
 		base:    conf.Scheme + "://" + host + conf.PathPrefix + "/v1/kv/",
+		txn:     conf.Scheme + "://" + host + conf.PathPrefix + "/v1/txn",
 		token:   conf.Token,
 		auth:    conf.HttpAuth,
 		dc:      conf.Datacenter,
@@ -78,12 +82,7 @@ func (k *KV) GetRawAt(ctx context.Context, key string, index uint64, wait time.D
 	if err != nil {
 		return nil, false, 0, err
 	}
-	if k.token != "" {
-		req.Header["X-Consul-Token"] = []string{k.token}
-	}
-	if k.auth != nil {
-		req.SetBasicAuth(k.auth.Username, k.auth.Password)
-	}
+	k.authorize(req)
 	resp, err := k.http.Do(req)
 	if err != nil {
 		return nil, false, 0, err
@@ -104,19 +103,107 @@ func (k *KV) GetRawAt(ctx context.Context, key string, index uint64, wait time.D
 		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 1024))
 		return nil, false, 0, fmt.Errorf("GET %s: %s: %s", key, resp.Status, strings.TrimSpace(string(msg)))
 	}
-	if n := resp.ContentLength; n >= 0 && n <= k.maxSize {
-		buf := make([]byte, n) // one allocation, one copy
-		if _, err := io.ReadFull(resp.Body, buf); err != nil {
-			return nil, false, 0, fmt.Errorf("GET %s: %w", key, err)
-		}
-		return buf, true, at, nil
-	}
-	buf, err := io.ReadAll(io.LimitReader(resp.Body, k.maxSize+1))
-	if err == nil && int64(len(buf)) > k.maxSize {
-		err = fmt.Errorf("value over %d bytes", k.maxSize)
-	}
+	buf, err := readAll(resp, k.maxSize)
 	if err != nil {
 		return nil, false, 0, fmt.Errorf("GET %s: %w", key, err)
 	}
 	return buf, true, at, nil
+}
+
+// GetKeys reads keys in one read-only transaction (/v1/txn, a get-or-empty
+// per key), so they all come from one state: the result has one pair per
+// key, in order, nil for a key that does not exist. It is what KV.Txn
+// does for such a read, without its general-purpose encoding: kvx out
+// makes this read on every delivery.
+func (k *KV) GetKeys(ctx context.Context, keys []string) ([]*consulapi.KVPair, error) {
+	if len(keys) == 0 {
+		return nil, nil
+	}
+	body := make([]byte, 0, 64*len(keys))
+	body = append(body, '[')
+	for i, key := range keys {
+		if i > 0 {
+			body = append(body, ',')
+		}
+		body = append(body, `{"KV":{"Verb":"get-or-empty","Key":`...)
+		kb, err := json.Marshal(key)
+		if err != nil {
+			return nil, err
+		}
+		body = append(body, kb...)
+		body = append(body, "}}"...)
+	}
+	body = append(body, ']')
+	u := k.txn
+	if k.dc != "" {
+		u += "?dc=" + url.QueryEscape(k.dc)
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPut, u, bytes.NewReader(body))
+	if err != nil {
+		return nil, err
+	}
+	req.Header["Content-Type"] = []string{"application/json"}
+	k.authorize(req)
+	resp, err := k.http.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	b, err := readAll(resp, k.maxSize)
+	if err != nil {
+		return nil, fmt.Errorf("read transaction: %w", err)
+	}
+	var out struct {
+		Results []struct{ KV *consulapi.KVPair }
+		Errors  []struct {
+			OpIndex int
+			What    string
+		}
+	}
+	switch resp.StatusCode {
+	case http.StatusOK, http.StatusConflict:
+		if err := json.Unmarshal(b, &out); err != nil {
+			return nil, fmt.Errorf("read transaction: %s: %w", resp.Status, err)
+		}
+	default:
+		return nil, fmt.Errorf("read transaction: %s: %s", resp.Status, strings.TrimSpace(string(b[:min(len(b), 1024)])))
+	}
+	if len(out.Errors) > 0 || len(out.Results) != len(keys) {
+		var what []string
+		for _, e := range out.Errors {
+			what = append(what, fmt.Sprintf("op %d: %s", e.OpIndex, e.What))
+		}
+		return nil, fmt.Errorf("read transaction: %d results for %d keys: %s", len(out.Results), len(keys), strings.Join(what, "; "))
+	}
+	pairs := make([]*consulapi.KVPair, len(keys))
+	for i, r := range out.Results {
+		if r.KV != nil && r.KV.ModifyIndex != 0 { // get-or-empty answers a missing key with index 0
+			pairs[i] = r.KV
+		}
+	}
+	return pairs, nil
+}
+
+func (k *KV) authorize(req *http.Request) {
+	if k.token != "" {
+		req.Header["X-Consul-Token"] = []string{k.token}
+	}
+	if k.auth != nil {
+		req.SetBasicAuth(k.auth.Username, k.auth.Password)
+	}
+}
+
+// readAll reads a response body up to limit bytes, in one buffer when the
+// response says its length.
+func readAll(resp *http.Response, limit int64) ([]byte, error) {
+	if n := resp.ContentLength; n >= 0 && n <= limit {
+		buf := make([]byte, n) // one allocation, one copy
+		_, err := io.ReadFull(resp.Body, buf)
+		return buf, err
+	}
+	buf, err := io.ReadAll(io.LimitReader(resp.Body, limit+1))
+	if err == nil && int64(len(buf)) > limit {
+		err = fmt.Errorf("answer over %d bytes", limit)
+	}
+	return buf, err
 }

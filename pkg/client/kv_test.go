@@ -83,3 +83,41 @@ func TestGetRawAtBlocks(t *testing.T) {
 		t.Fatalf("after a write: %q, index %d (was %d), %v", a.v, a.idx, idx, a.err)
 	}
 }
+
+func TestGetKeys(t *testing.T) {
+	srv := servertest.Start(t)
+	kv, err := client.NewKV(client.Options{Address: srv.HTTPAddr()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	keys := []string{"gk/b", "gk/missing", `gk/"quoted"\back`, "gk/ünï"}
+	for i, k := range keys {
+		if k == "gk/missing" {
+			continue
+		}
+		if _, err := kv.Put(&consulapi.KVPair{Key: k, Value: []byte(k + "\x00\xff"), Flags: uint64(i + 1)}, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	pairs, err := kv.GetKeys(ctx, keys)
+	if err != nil || len(pairs) != len(keys) {
+		t.Fatalf("GetKeys: %d pairs, %v", len(pairs), err)
+	}
+	for i, k := range keys {
+		p := pairs[i]
+		if k == "gk/missing" {
+			if p != nil {
+				t.Fatalf("missing key came back as %+v", p)
+			}
+			continue
+		}
+		if p == nil || p.Key != k || string(p.Value) != k+"\x00\xff" || p.Flags != uint64(i+1) || p.ModifyIndex == 0 {
+			t.Fatalf("key %d (%q): %+v", i, k, p)
+		}
+	}
+	bad, _ := client.NewKV(client.Options{Address: srv.HTTPAddr(), Datacenter: "nowhere"})
+	if _, err := bad.GetKeys(ctx, keys); err == nil || !strings.Contains(err.Error(), "500") {
+		t.Fatalf("unknown datacenter: %v", err)
+	}
+}

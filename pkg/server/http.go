@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"io"
 	"math/rand/v2"
 	"net/http"
 	"net/url"
@@ -79,6 +80,20 @@ func writeBody(w http.ResponseWriter, code int, b []byte) {
 	w.Header()["Content-Length"] = []string{strconv.Itoa(len(b))}
 	w.WriteHeader(code)
 	_, _ = w.Write(b)
+}
+
+// readBody reads a request body of at most limit bytes; a longer one comes
+// back with limit+1 bytes for the caller to refuse. A body that says its
+// length is read into one buffer of that size.
+func readBody(r *http.Request, limit int64) ([]byte, error) {
+	if n := r.ContentLength; n >= 0 && n <= limit {
+		buf := make([]byte, n)
+		if _, err := io.ReadFull(r.Body, buf); err != nil {
+			return nil, err
+		}
+		return buf, nil
+	}
+	return io.ReadAll(io.LimitReader(r.Body, limit+1))
 }
 
 type handlerFunc func(w http.ResponseWriter, r *http.Request) error

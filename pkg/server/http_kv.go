@@ -2,7 +2,6 @@ package server
 
 import (
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -157,7 +156,7 @@ func (s *Server) kvPut(w http.ResponseWriter, r *http.Request) error {
 	if r.ContentLength > maxValueSize {
 		return tooLarge(r.ContentLength)
 	}
-	body, err := io.ReadAll(io.LimitReader(r.Body, maxValueSize+1))
+	body, err := readBody(r, maxValueSize)
 	if err != nil {
 		return badRequest("read body: " + err.Error())
 	}

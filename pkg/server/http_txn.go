@@ -84,7 +84,7 @@ func (s *Server) handleTxn(w http.ResponseWriter, r *http.Request) error {
 	if r.ContentLength > maxTxnBody {
 		return &httpError{code: http.StatusRequestEntityTooLarge, msg: fmt.Sprintf("Request body too large, max size: %d bytes", maxTxnBody)}
 	}
-	body, err := io.ReadAll(io.LimitReader(r.Body, maxTxnBody+1))
+	body, err := readBody(r, maxTxnBody)
 	if err != nil {
 		return badRequest("read body: " + err.Error())
 	}

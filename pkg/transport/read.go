@@ -74,21 +74,33 @@ func (c *Client) read(ctx context.Context, l Layout, lockKey, ackKey string, laz
 	if ackKey != "" {
 		keys = append(keys, ackKey)
 	}
-	ops := make(consulapi.KVTxnOps, len(keys))
-	for i, k := range keys {
-		ops[i] = &consulapi.KVTxnOp{Verb: consulapi.KVGetOrEmpty, Key: k}
-	}
-	ok, resp, _, err := c.KV.Txn(ops, (&consulapi.QueryOptions{}).WithContext(ctx))
-	if err != nil {
-		return nil, fmt.Errorf("read %s: %w", l.base(), err)
-	}
-	if !ok || resp == nil || len(resp.Results) != len(keys) {
-		return nil, fmt.Errorf("read %s: transaction failed: %v", l.base(), txnErrors(resp))
-	}
 	got := map[string]*consulapi.KVPair{}
-	for _, p := range resp.Results {
-		if p != nil && p.ModifyIndex != 0 { // get-or-empty answers a missing key with index 0
-			got[p.Key] = p
+	if kg, ok := c.KV.(keysGetter); ok {
+		pairs, err := kg.GetKeys(ctx, keys)
+		if err != nil {
+			return nil, fmt.Errorf("read %s: %w", l.base(), err)
+		}
+		for i, p := range pairs {
+			if p != nil {
+				got[keys[i]] = p
+			}
+		}
+	} else {
+		ops := make(consulapi.KVTxnOps, len(keys))
+		for i, k := range keys {
+			ops[i] = &consulapi.KVTxnOp{Verb: consulapi.KVGetOrEmpty, Key: k}
+		}
+		ok, resp, _, err := c.KV.Txn(ops, (&consulapi.QueryOptions{}).WithContext(ctx))
+		if err != nil {
+			return nil, fmt.Errorf("read %s: %w", l.base(), err)
+		}
+		if !ok || resp == nil || len(resp.Results) != len(keys) {
+			return nil, fmt.Errorf("read %s: transaction failed: %v", l.base(), txnErrors(resp))
+		}
+		for _, p := range resp.Results {
+			if p != nil && p.ModifyIndex != 0 { // get-or-empty answers a missing key with index 0
+				got[p.Key] = p
+			}
 		}
 	}
 	s := &snapshot{layout: l, lazy: lazy, data: got[l.Data()], checksum: got[l.Checksum()], stop: got[l.Stop()]}
@@ -110,6 +122,12 @@ func txnErrors(resp *consulapi.KVTxnResponse) string {
 		parts = append(parts, fmt.Sprintf("op %d: %s", e.OpIndex, e.What))
 	}
 	return strings.Join(parts, "; ")
+}
+
+// keysGetter reads keys in one read-only transaction, more cheaply than
+// KV.Txn; pkg/client's KV has it. Missing keys come back nil.
+type keysGetter interface {
+	GetKeys(ctx context.Context, keys []string) ([]*consulapi.KVPair, error)
 }
 
 // lazyRead reports whether reads of l may fetch data raw: the KV has
