@@ -26,6 +26,10 @@ func config(opts Options) *consulapi.Config {
 	if opts.Datacenter != "" {
 		conf.Datacenter = opts.Datacenter
 	}
+	if conf.Transport != nil {
+		// A 30 kB answer is read in one system call rather than 4 kB first.
+		conf.Transport.ReadBufferSize = 64 << 10
+	}
 	return conf
 }
 

@@ -212,8 +212,8 @@ func (s *Server) blockingQuery(r *http.Request, o queryOpts, query func(ws memdb
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), effectiveWait(o.wait))
 	defer cancel()
-	s.tel.m.SetGauge([]string{"rpc", "queries_blocking"}, float32(s.blocking.Add(1)))
-	defer func() { s.tel.m.SetGauge([]string{"rpc", "queries_blocking"}, float32(s.blocking.Add(-1))) }()
+	s.blocking.Add(1) // reported every second by reportStats, not per query
+	defer s.blocking.Add(-1)
 	for {
 		rt := s.store.Read()
 		ws := memdb.NewWatchSet()
