@@ -77,6 +77,9 @@ and delivered/N. Works against any Consul-compatible address.`,
 			for _, r := range rounds {
 				fmt.Fprintln(cmd.OutOrStdout(), r)
 			}
+			if len(rounds) > 1 {
+				fmt.Fprintln(cmd.OutOrStdout(), bench.Pooled(rounds))
+			}
 			if err == nil {
 				for _, r := range rounds {
 					if r.Delivered < r.Nodes {

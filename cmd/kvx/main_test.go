@@ -136,9 +136,12 @@ func TestBenchFanout(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("bench fanout: exit %d, %s", code, stderr)
 	}
-	line := regexp.MustCompile(`(?m)^round (\d): delivered 20/20  p50 \S+  p90 \S+  p99 \S+  max \S+$`)
+	line := regexp.MustCompile(`(?m)^round (\d): delivered 20/20  push \S+  first \S+  p50 \S+  p90 \S+  p99 \S+  max \S+$`)
 	if m := line.FindAllStringSubmatch(out, -1); len(m) != 2 || m[0][1] != "1" || m[1][1] != "2" {
 		t.Fatalf("bench fanout output %q", out)
+	}
+	if !regexp.MustCompile(`(?m)^all rounds: delivered 40/40  p50 \S+  p90 \S+  p99 \S+  max \S+$`).MatchString(out) {
+		t.Fatalf("bench fanout output has no pooled line: %q", out)
 	}
 	if keys, _, err := srv.Client.KV().Keys("kvx/kvx-bench/", "", nil); err != nil || len(keys) != 0 {
 		t.Fatalf("bench left keys behind: %v %v", keys, err)

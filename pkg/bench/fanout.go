@@ -39,9 +39,32 @@ type FanoutRound struct {
 	Push                    time.Duration // the push itself, kvx in's part
 	First                   time.Duration // the first node's delivery
 	P50, P90, P99, Max      time.Duration
+
+	lats []time.Duration
+}
+
+// Pooled sums up rounds as one: every delivery of every round in one
+// distribution (Round 0; Push and First are the worst round's).
+func Pooled(rounds []FanoutRound) FanoutRound {
+	var all FanoutRound
+	var lats []time.Duration
+	for _, r := range rounds {
+		all.Nodes += r.Nodes
+		all.Delivered += r.Delivered
+		all.Push, all.First = max(all.Push, r.Push), max(all.First, r.First)
+		lats = append(lats, r.lats...)
+	}
+	if len(lats) > 0 {
+		all.P50, all.P90, all.P99, all.Max = percentiles(lats)
+	}
+	return all
 }
 
 func (r FanoutRound) String() string {
+	if r.Round == 0 {
+		return fmt.Sprintf("all rounds: delivered %d/%d  p50 %v  p90 %v  p99 %v  max %v",
+			r.Delivered, r.Nodes, round(r.P50), round(r.P90), round(r.P99), round(r.Max))
+	}
 	return fmt.Sprintf("round %d: delivered %d/%d  push %v  first %v  p50 %v  p90 %v  p99 %v  max %v",
 		r.Round, r.Delivered, r.Nodes, round(r.Push), round(r.First), round(r.P50), round(r.P90), round(r.P99), round(r.Max))
 }
@@ -144,7 +167,7 @@ func RunFanout(ctx context.Context, o FanoutOptions) ([]FanoutRound, error) {
 			}
 			continue // the warm-up push is not measured
 		}
-		fr := FanoutRound{Round: r, Nodes: o.Nodes, Delivered: len(lats), Push: pushed}
+		fr := FanoutRound{Round: r, Nodes: o.Nodes, Delivered: len(lats), Push: pushed, lats: lats}
 		if len(lats) > 0 {
 			fr.P50, fr.P90, fr.P99, fr.Max = percentiles(lats)
 			fr.First = lats[0] // sorted by percentiles
