@@ -53,6 +53,9 @@ type Delivery struct {
 	Err      error
 
 	have string // the checksum the target holds after this run
+	// ahead: the file is current, but the data the watch was handed is not
+	// that checksum's content (a two-step writer is between its steps)
+	ahead bool
 }
 
 const maxCommandOutput = 64 << 10
@@ -142,7 +145,14 @@ func (c *Client) deliver(ctx context.Context, o DeliverOptions, pre []byte, d *D
 		}
 		d.have = have
 		if unchanged = have == d.Checksum; unchanged {
-			return nil // no need for the data
+			// No need for the data; but data handed over by a watch that
+			// is not this checksum's content means the checksum has yet
+			// to follow (a manifest cannot be checked without its chunks).
+			if s.pre != nil && s.checksum.Flags&FlagManifest == 0 {
+				_, derr := decode(s.checksum.Flags, s.pre, d.Checksum)
+				d.ahead = derr != nil
+			}
+			return nil
 		}
 		content, err = c.content(ctx, s)
 		return err
@@ -306,6 +316,10 @@ func (c *Client) ack(ctx context.Context, s *snapshot, d Delivery) error {
 	return err
 }
 
+// errDataAhead makes a watch check again after a backoff: the data key
+// changed, its checksum has not (yet).
+var errDataAhead = errors.New("the data key holds another version than its checksum names: checking again until the checksum follows")
+
 // Watch runs kvx out --watch: a blocking query, a delivery whenever it
 // wakes with a change and at every reconcile, until ctx is done. Refusals
 // are reported and wait for the next change; errors (server down, disk, a
@@ -319,6 +333,10 @@ func (c *Client) ack(ctx context.Context, s *snapshot, d Delivery) error {
 // checksum in one transaction, so they wake together. A KV without raw
 // reads, and the kvexpress layout (whose checksum key does not carry the
 // data's flags), block on the checksum key instead and fetch the data after.
+// kvx in writes data and checksum in one transaction; a writer that puts
+// them in two steps can leave the data ahead of its checksum, so a refusal
+// for a missing or mismatched checksum while the data is there is retried
+// with backoff rather than left to the next change.
 func (c *Client) Watch(ctx context.Context, o DeliverOptions, wo watch.Options, report func(Delivery)) error {
 	l, err := c.layout(o.Key)
 	if err != nil {
@@ -342,7 +360,19 @@ func (c *Client) Watch(ctx context.Context, o DeliverOptions, wo watch.Options, 
 		if report != nil {
 			report(d)
 		}
-		if d.Err != nil && !errors.Is(d.Err, ErrRefused) {
+		var r *Refusal
+		switch {
+		case d.Err == nil && d.ahead:
+			return errDataAhead
+		case d.Err == nil:
+		case pre != nil && errors.As(d.Err, &r) && (r.Code == RefusedMismatch || r.Code == RefusedMissing):
+			// The data is there but its checksum is missing or another
+			// version's: a writer that puts the two in separate steps
+			// (consul kv put, an old tool) may be between them, and the
+			// checksum landing would not wake a query on the data key.
+			// Check again after a backoff, as for an error.
+			return d.Err
+		case !errors.Is(d.Err, ErrRefused):
 			return d.Err
 		}
 		return nil

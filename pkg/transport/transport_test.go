@@ -565,3 +565,56 @@ func TestWatchAnswerDelivered(t *testing.T) {
 		t.Fatalf("with the current answer in hand: %+v", d)
 	}
 }
+
+// A writer that puts data and checksum in two steps (consul kv put twice)
+// leaves the data ahead of its checksum for a while. The watch, woken by
+// the data, finds the file current for the checksum, sees the data is not
+// that checksum's content, and checks again until the checksum lands: the
+// checksum's write alone would not wake a query on the data key.
+func TestWatchTwoStepWriter(t *testing.T) {
+	srv := servertest.Start(t)
+	c := newClient(srv, "web-1")
+	target := filepath.Join(t.TempDir(), "hosts")
+	v1, v2 := lines(20, "v1"), lines(20, "v2")
+	mustPush(t, c, PushOptions{Key: "two/hosts", Content: v1})
+	wctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	results := make(chan string, 1000)
+	done := make(chan error, 1)
+	go func() {
+		done <- c.Watch(wctx, DeliverOptions{Key: "two/hosts", Path: target},
+			watch.Options{MinBackoff: 5 * time.Millisecond, MaxBackoff: 20 * time.Millisecond},
+			func(d Delivery) {
+				select {
+				case results <- d.Result:
+				default:
+				}
+			})
+	}()
+	if r := <-results; r != ResultDelivered || !bytes.Equal(readFile(t, target), v1) {
+		t.Fatalf("first delivery: %s", r)
+	}
+	l, _ := c.layout("two/hosts")
+	kv := srv.Client.KV()
+	if _, err := kv.Put(&consulapi.KVPair{Key: l.Data(), Value: v2}, nil); err != nil {
+		t.Fatal(err)
+	}
+	// Woken by the data, then checking again: two checks, both leaving the
+	// file as its checksum says.
+	for range 2 {
+		if r := <-results; r != ResultUnchanged {
+			t.Fatalf("data ahead of its checksum: result %s, want %s", r, ResultUnchanged)
+		}
+	}
+	if !bytes.Equal(readFile(t, target), v1) {
+		t.Fatal("target changed before the checksum did")
+	}
+	if _, err := kv.Put(&consulapi.KVPair{Key: l.Checksum(), Value: []byte(checksum.Of(v2))}, nil); err != nil {
+		t.Fatal(err)
+	}
+	servertest.Eventually(t, "v2 delivered once its checksum landed", func() bool { b, _ := os.ReadFile(target); return bytes.Equal(b, v2) })
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}
