@@ -65,11 +65,12 @@ func newBenchFanoutCmd() *cobra.Command {
 		Use:   "fanout",
 		Short: "Measure how fast a pushed file reaches N watching nodes",
 		Long: `Start -nodes simulated nodes in this process, each with its own connection
-and a blocking query on the checksum key, running the real kvx out --watch
-delivery (verify, write a real file, acknowledge). Push a file of -size
-bytes -rounds times (after one unmeasured warm-up) and print, per round, the
-time from the start of the push to each node's rename: p50, p90, p99, max
-and delivered/N. Works against any Consul-compatible address.`,
+running the real kvx out --watch code (blocking query, verify, write a real
+file, acknowledge). Push a file of -size bytes -rounds times (after one
+unmeasured warm-up) and print, per round, the push's own time, the first
+delivery, and the time from the start of the push to each node's rename:
+p50, p90, p99, max and delivered/N; then one line pooling all rounds. Works
+against any Consul-compatible address.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			o.Token = os.Getenv("CONSUL_HTTP_TOKEN")

@@ -283,8 +283,9 @@ rewritten and the command not run again (a drifted mode is put back). Each
 run is acknowledged under <prefix>/<key>/nodes/<node>.
 
 One shot (cron, ad hoc, or a consul watch handler: the JSON on stdin is
-ignored and KV read afresh), or --watch: a blocking query on the checksum
-key, a full re-check every --reconcile, jittered backoff on errors.`,
+ignored and KV read afresh), or --watch: a blocking query on the data key
+(the checksum key with -p kvexpress), a full re-check every --reconcile,
+jittered backoff on errors.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return runOut(cmd, o) },
 	}

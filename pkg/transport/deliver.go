@@ -327,16 +327,15 @@ var errDataAhead = errors.New("the data key holds another version than its check
 // after every delivery attempt.
 //
 // The blocking query is on the data key, read raw, so its answer is the
-// file itself: a change costs the node the blocking answer and one read
-// transaction (checksum, stop, freeze, acknowledgement), and the data is
-// verified against that checksum like any read. Push writes data and
-// checksum in one transaction, so they wake together. A KV without raw
-// reads, and the kvexpress layout (whose checksum key does not carry the
-// data's flags), block on the checksum key instead and fetch the data after.
-// kvx in writes data and checksum in one transaction; a writer that puts
-// them in two steps can leave the data ahead of its checksum, so a refusal
-// for a missing or mismatched checksum while the data is there is retried
-// with backoff rather than left to the next change.
+// file itself: Push writes data and checksum in one transaction, so they
+// wake together, and a change costs the node that answer and one read
+// transaction (checksum, stop, freeze, acknowledgement); the data is
+// verified against that checksum like any read. A KV without raw reads,
+// and the kvexpress layout (whose checksum key does not carry the data's
+// flags), block on the checksum key instead and fetch the data after. A
+// writer that puts data and checksum in two steps can leave the data ahead
+// of its checksum, whose own write would not wake a query on the data key;
+// that is checked again with backoff, as an error is.
 func (c *Client) Watch(ctx context.Context, o DeliverOptions, wo watch.Options, report func(Delivery)) error {
 	l, err := c.layout(o.Key)
 	if err != nil {
@@ -366,12 +365,8 @@ func (c *Client) Watch(ctx context.Context, o DeliverOptions, wo watch.Options, 
 			return errDataAhead
 		case d.Err == nil:
 		case pre != nil && errors.As(d.Err, &r) && (r.Code == RefusedMismatch || r.Code == RefusedMissing):
-			// The data is there but its checksum is missing or another
-			// version's: a writer that puts the two in separate steps
-			// (consul kv put, an old tool) may be between them, and the
-			// checksum landing would not wake a query on the data key.
-			// Check again after a backoff, as for an error.
-			return d.Err
+			return d.Err // data there, its checksum missing or another's: a two-step writer
+
 		case !errors.Is(d.Err, ErrRefused):
 			return d.Err
 		}

@@ -609,12 +609,38 @@ func TestWatchTwoStepWriter(t *testing.T) {
 	if !bytes.Equal(readFile(t, target), v1) {
 		t.Fatal("target changed before the checksum did")
 	}
+	// A node without the file refuses the mismatch, and checks again too.
+	fresh := filepath.Join(t.TempDir(), "hosts")
+	refused := make(chan string, 1000)
+	done2 := make(chan error, 1)
+	go func() {
+		done2 <- newClient(srv, "web-2").Watch(wctx, DeliverOptions{Key: "two/hosts", Path: fresh},
+			watch.Options{MinBackoff: 5 * time.Millisecond, MaxBackoff: 20 * time.Millisecond},
+			func(d Delivery) {
+				select {
+				case refused <- refusalCode(d.Err):
+				default:
+				}
+			})
+	}()
+	for range 2 {
+		if code := <-refused; code != RefusedMismatch {
+			t.Fatalf("fresh node, data ahead of its checksum: refusal %q, want %q", code, RefusedMismatch)
+		}
+	}
+	if _, err := os.Stat(fresh); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("a refused delivery wrote the target: %v", err)
+	}
 	if _, err := kv.Put(&consulapi.KVPair{Key: l.Checksum(), Value: []byte(checksum.Of(v2))}, nil); err != nil {
 		t.Fatal(err)
 	}
-	servertest.Eventually(t, "v2 delivered once its checksum landed", func() bool { b, _ := os.ReadFile(target); return bytes.Equal(b, v2) })
+	for _, path := range []string{target, fresh} {
+		servertest.Eventually(t, "v2 delivered once its checksum landed", func() bool { b, _ := os.ReadFile(path); return bytes.Equal(b, v2) })
+	}
 	cancel()
-	if err := <-done; err != nil {
-		t.Fatal(err)
+	for _, ch := range []chan error{done, done2} {
+		if err := <-ch; err != nil {
+			t.Fatal(err)
+		}
 	}
 }
