@@ -236,6 +236,7 @@ type target struct {
 	chmod, owner, group string
 	exec                string
 	execTimeout         time.Duration
+	followSymlinks      bool
 }
 
 func (t *target) register(f *pflag.FlagSet, keyHelp string) {
@@ -247,6 +248,7 @@ func (t *target) register(f *pflag.FlagSet, keyHelp string) {
 	f.StringVarP(&t.group, "group", "g", "", "file group, name or gid (default: the running user's)")
 	f.StringVarP(&t.exec, "exec", "e", "", "command run with sh -c after the file changed")
 	f.DurationVar(&t.execTimeout, "exec-timeout", time.Minute, "kill the command after this long")
+	f.BoolVar(&t.followSymlinks, "follow-symlinks", false, "when the target is a symbolic link, replace its target (the link is kept); refused otherwise")
 }
 
 // fileOptions turns -c, -o and -g into atomicfile options.
@@ -259,7 +261,7 @@ func (t *target) fileOptions() (atomicfile.Options, error) {
 	if err != nil {
 		return atomicfile.Options{}, usageError{err}
 	}
-	return atomicfile.Options{Mode: os.FileMode(mode), SetOwner: t.owner != "" || t.group != "", UID: uid, GID: gid}, nil
+	return atomicfile.Options{Mode: os.FileMode(mode), SetOwner: t.owner != "" || t.group != "", UID: uid, GID: gid, FollowSymlinks: t.followSymlinks}, nil
 }
 
 type outOptions struct {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"os/user"
@@ -18,6 +19,11 @@ type Options struct {
 	SetOwner bool        // apply UID and GID; otherwise the owner is the writing process
 	UID, GID int         // with SetOwner; -1 leaves that one as is
 	DirMode  fs.FileMode // for parent directories created; 0 means 0755
+	// FollowSymlinks writes through a symbolic link: its final target is
+	// replaced atomically in the target's own directory and the link kept.
+	// Without it a symbolic link is refused, like any file that is not
+	// regular.
+	FollowSymlinks bool
 }
 
 // Result says what Write did.
@@ -38,24 +44,43 @@ func (o Options) mode() fs.FileMode {
 // back. Otherwise data goes to a temp file in the same directory, which is
 // given its mode and owner, fsynced and renamed over path (see Replace). On
 // any error path is untouched and no temp file is left.
+//
+// Only a regular file (or a missing one) is written, and nothing else under
+// path is opened: a device, FIFO, socket or directory is refused with a
+// *TypeError, and so is a symbolic link unless FollowSymlinks is set, in
+// which case the link's final target is replaced and the link kept.
 func Write(path string, data []byte, o Options) (Result, error) {
-	if same, err := holds(path, data); err != nil {
+	target, err := Resolve(path, o.FollowSymlinks)
+	if err != nil {
+		return Result{}, err
+	}
+	if same, err := holds(target, data); err != nil {
 		return Result{}, err
 	} else if same {
-		fixed, err := Fix(path, o)
+		fixed, err := fix(target, o)
 		return Result{Fixed: fixed}, err
 	}
-	return Result{Written: true}, Replace(path, data, o)
+	return Result{Written: true}, replace(target, data, o)
 }
 
 // Replace writes data to path without comparing: for a caller that already
 // knows the content differs (kvx out compares checksums). It is Write's
-// second half: temp file, write, mode and owner, fsync, rename.
+// second half: the type check, then temp file, write, mode and owner,
+// fsync, rename.
 //
 // The directory is not fsynced after the rename: a crash right after it
 // may bring back the old file (never a partial one, the data was synced
 // before the rename), and kvx out, which re-checks on start, delivers again.
 func Replace(path string, data []byte, o Options) error {
+	target, err := Resolve(path, o.FollowSymlinks)
+	if err != nil {
+		return err
+	}
+	return replace(target, data, o)
+}
+
+// replace is Replace on a path Resolve returned.
+func replace(path string, data []byte, o Options) error {
 	dir := filepath.Dir(path)
 	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".kvx-*")
 	if errors.Is(err, fs.ErrNotExist) { // parents are created only when missing
@@ -64,12 +89,12 @@ func Replace(path string, data []byte, o Options) error {
 			dirMode = 0o755
 		}
 		if err := os.MkdirAll(dir, dirMode); err != nil {
-			return fmt.Errorf("create directory %s: %w", dir, err)
+			return err // "mkdir DIR: ..."
 		}
 		tmp, err = os.CreateTemp(dir, "."+filepath.Base(path)+".kvx-*")
 	}
 	if err != nil {
-		return fmt.Errorf("create temp file in %s: %w", dir, err)
+		return fmt.Errorf("replace %s: %w", path, err)
 	}
 	committed := false
 	defer func() {
@@ -78,67 +103,87 @@ func Replace(path string, data []byte, o Options) error {
 			os.Remove(tmp.Name())
 		}
 	}()
+	// Errors of the temp file's own operations name it and the operation
+	// ("chown /etc/.hosts.kvx-123: operation not permitted"); the wrap adds
+	// the target, once.
 	if _, err := tmp.Write(data); err != nil {
-		return fmt.Errorf("write %s: %w", tmp.Name(), err)
+		return fmt.Errorf("replace %s: %w", path, err)
 	}
 	if err := tmp.Chmod(o.mode()); err != nil {
-		return fmt.Errorf("chmod %s: %w", tmp.Name(), err)
+		return fmt.Errorf("replace %s: %w", path, err)
 	}
 	if o.SetOwner {
 		if err := tmp.Chown(o.UID, o.GID); err != nil {
-			return fmt.Errorf("chown %s: %w", tmp.Name(), err)
+			return fmt.Errorf("replace %s: %w", path, err)
 		}
 	}
 	if err := tmp.Sync(); err != nil {
-		return fmt.Errorf("fsync %s: %w", tmp.Name(), err)
+		return fmt.Errorf("replace %s: %w", path, err)
 	}
 	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("close %s: %w", tmp.Name(), err)
+		return fmt.Errorf("replace %s: %w", path, err)
+	}
+	// A target swapped for a special file since Resolve is not replaced.
+	if fi, err := os.Lstat(path); err == nil && !fi.Mode().IsRegular() {
+		return &TypeError{Path: path, Type: typeName(fi.Mode())}
 	}
 	if err := os.Rename(tmp.Name(), path); err != nil {
-		return fmt.Errorf("rename into %s: %w", path, err)
+		return err // "rename TMP PATH: ..."
 	}
 	committed = true
 	return nil
 }
 
-// holds reports whether path is a regular file whose content is data.
+// holds reports whether path (a regular file or missing) has content data.
 func holds(path string, data []byte) (bool, error) {
-	fi, err := os.Stat(path)
-	switch {
-	case errors.Is(err, fs.ErrNotExist):
-		return false, nil
-	case err != nil:
-		return false, err
-	case fi.IsDir():
-		return false, fmt.Errorf("%s is a directory", path)
-	case fi.Size() != int64(len(data)):
+	f, err := Open(path)
+	if errors.Is(err, fs.ErrNotExist) {
 		return false, nil
 	}
-	cur, err := os.ReadFile(path)
 	if err != nil {
 		return false, err
 	}
-	return bytes.Equal(cur, data), nil
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil || fi.Size() != int64(len(data)) {
+		return false, err
+	}
+	cur := make([]byte, len(data)+1) // one more: a file that grew meanwhile
+	n, err := io.ReadFull(f, cur)
+	if err != nil && !errors.Is(err, io.ErrUnexpectedEOF) && !errors.Is(err, io.EOF) {
+		return false, err
+	}
+	return n == len(data) && bytes.Equal(cur[:n], data), nil
 }
 
 // Fix puts back a drifted mode or owner of an existing file and reports
-// whether it had to.
+// whether it had to. The type rule of Write applies.
 func Fix(path string, o Options) (bool, error) {
-	fi, err := os.Stat(path)
+	target, err := Resolve(path, o.FollowSymlinks)
 	if err != nil {
 		return false, err
+	}
+	return fix(target, o)
+}
+
+func fix(path string, o Options) (bool, error) {
+	fi, err := os.Lstat(path)
+	if err != nil {
+		return false, err
+	}
+	if !fi.Mode().IsRegular() {
+		return false, &TypeError{Path: path, Type: typeName(fi.Mode())}
 	}
 	fixed := false
 	if fi.Mode().Perm() != o.mode() {
 		if err := os.Chmod(path, o.mode()); err != nil {
-			return false, fmt.Errorf("chmod %s: %w", path, err)
+			return false, err // "chmod PATH: ..."
 		}
 		fixed = true
 	}
 	if st, ok := fi.Sys().(*syscall.Stat_t); ok && o.SetOwner && (o.UID >= 0 && int(st.Uid) != o.UID || o.GID >= 0 && int(st.Gid) != o.GID) {
-		if err := os.Chown(path, o.UID, o.GID); err != nil {
-			return false, fmt.Errorf("chown %s: %w", path, err)
+		if err := os.Lchown(path, o.UID, o.GID); err != nil {
+			return false, err // "lchown PATH: ..."
 		}
 		fixed = true
 	}

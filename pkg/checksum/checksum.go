@@ -33,9 +33,15 @@ func OfFile(path string) (string, error) {
 		return "", err
 	}
 	defer f.Close()
+	return OfReader(f)
+}
+
+// OfReader returns the checksum of everything r holds. The error of a read
+// is returned as it is (an *os.File's names the file).
+func OfReader(r io.Reader) (string, error) {
 	h := sha256.New()
-	if _, err := io.Copy(h, f); err != nil {
-		return "", fmt.Errorf("read %s: %w", path, err)
+	if _, err := io.Copy(h, r); err != nil {
+		return "", err
 	}
 	return hex.EncodeToString(h.Sum(nil)), nil
 }

@@ -9,6 +9,7 @@ import (
 
 	consulapi "github.com/hashicorp/consul/api"
 
+	"github.com/kvxproject/kvx/pkg/atomicfile"
 	"github.com/kvxproject/kvx/pkg/metrics"
 )
 
@@ -89,6 +90,7 @@ const (
 	RefusedMissing  = "missing"  // no data or no checksum
 	RefusedTooShort = "too_short"
 	RefusedTooLarge = "too_large"
+	RefusedNotFile  = "not_regular" // the target is a device, FIFO, socket, directory or unfollowed link
 )
 
 // Refusal is a verification that failed on purpose; nothing was written.
@@ -99,6 +101,20 @@ type Refusal struct {
 
 func (r *Refusal) Error() string        { return r.Msg }
 func (r *Refusal) Is(target error) bool { return target == ErrRefused }
+
+// fileRefusal turns atomicfile's refusal of a target that is not a regular
+// file into a Refusal (exit 3); other errors pass through.
+func fileRefusal(err error) error {
+	var te *atomicfile.TypeError
+	if !errors.As(err, &te) {
+		return err
+	}
+	hint := ""
+	if te.Link != "" {
+		hint = "; --follow-symlinks writes to its target"
+	}
+	return refuse(RefusedNotFile, "%v: not written%s", te, hint)
+}
 
 func refuse(code, format string, args ...any) *Refusal {
 	return &Refusal{Code: code, Msg: fmt.Sprintf(format, args...)}

@@ -128,6 +128,7 @@ func (c *Client) deliver(ctx context.Context, o DeliverOptions, pre []byte, d *D
 	var (
 		content   []byte
 		unchanged bool
+		target    string // path, or with FollowSymlinks its link's final target
 	)
 	s, err := c.readContent(ctx, l, Lock(c.prefix(), path, c.Node), ackKey, pre, func(s *snapshot) error {
 		d.Checksum = s.sum()
@@ -139,9 +140,14 @@ func (c *Client) deliver(ctx context.Context, o DeliverOptions, pre []byte, d *D
 		case s.checksum == nil:
 			return refuse(RefusedMissing, "%s is missing", l.Checksum())
 		}
-		have, err := c.fileSum(path)
+		// The target's type is checked before anything is opened: only a
+		// regular file (or a link to one, when asked) is read or replaced.
+		if target, err = atomicfile.Resolve(path, o.File.FollowSymlinks); err != nil {
+			return fileRefusal(err)
+		}
+		have, err := c.fileSum(target)
 		if err != nil && !errors.Is(err, fs.ErrNotExist) {
-			return fmt.Errorf("read target: %w", err)
+			return fileRefusal(err)
 		}
 		d.have = have
 		if unchanged = have == d.Checksum; unchanged {
@@ -163,8 +169,8 @@ func (c *Client) deliver(ctx context.Context, o DeliverOptions, pre []byte, d *D
 	// No re-delivery: a file that already has the checksum is not rewritten
 	// and its command not run again, unless that command failed last time.
 	if unchanged {
-		if d.Fixed, err = atomicfile.Fix(path, o.File); err != nil {
-			return s, err
+		if d.Fixed, err = atomicfile.Fix(target, o.File); err != nil {
+			return s, fileRefusal(err)
 		}
 		a, _ := parseAck(s.ack)
 		failed, _ := c.failed.Load(path) // the ack may not be written yet (--ack-jitter)
@@ -178,12 +184,12 @@ func (c *Client) deliver(ctx context.Context, o DeliverOptions, pre []byte, d *D
 	if d.Lines < o.MinLines {
 		return s, refuse(RefusedTooShort, "%s: %d lines, fewer than the minimum of %d: not delivered", l.Data(), d.Lines, o.MinLines)
 	}
-	if err := atomicfile.Replace(path, content, o.File); err != nil {
-		return s, err
+	if err := atomicfile.Replace(target, content, o.File); err != nil {
+		return s, fileRefusal(err)
 	}
 	d.Written = time.Now()
 	d.have = d.Checksum
-	c.remember(path, d.Checksum)
+	c.remember(target, d.Checksum)
 	if o.Command != "" {
 		d.Output, err = c.runCommand(ctx, o, path, d.Checksum)
 		return s, err
@@ -212,7 +218,7 @@ type fileState struct {
 }
 
 func statOf(path string) (fileState, error) {
-	fi, err := os.Stat(path)
+	fi, err := os.Lstat(path)
 	if err != nil {
 		return fileState{}, err
 	}
@@ -236,7 +242,12 @@ func (c *Client) fileSum(path string) (string, error) {
 			return k.sum, nil
 		}
 	}
-	sum, err := checksum.OfFile(path)
+	f, err := atomicfile.Open(path)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	sum, err := checksum.OfReader(f)
 	if err == nil {
 		c.remember(path, sum)
 	}

@@ -166,7 +166,7 @@ func (c *Client) Raw(ctx context.Context, o RawOptions) Delivery {
 		}
 		r, err := atomicfile.Write(o.Path, p.Value, o.File)
 		if err != nil {
-			return err
+			return fileRefusal(err)
 		}
 		d.Fixed = r.Fixed
 		if !r.Written {
