@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"os"
 	"strconv"
 	"strings"
@@ -183,48 +184,102 @@ func runIn(cmd *cobra.Command, o *inOptions) error {
 }
 
 // readSource reads -f FILE, -f - or -u URL, never more than the size cap
-// (one byte more, so the cap refusal can say so).
+// (one byte more, so the cap refusal can say so); a regular file over the
+// cap is refused with its size, unread. A FIFO or stdin may
+// block in a system call no context reaches (the open of a FIFO without a
+// writer, a read of a terminal); SIGINT or SIGTERM still end the command
+// at once (see interruptible).
 func readSource(ctx context.Context, stdin io.Reader, o *inOptions) ([]byte, error) {
 	limit := o.maxSize
 	if limit <= 0 {
 		limit = transport.DefaultMaxSize
 	}
-	var r io.Reader
 	switch {
 	case o.file == "-":
-		r = stdin
+		return capped("stdin", limit)(interruptible(ctx, "stdin", func() ([]byte, error) {
+			return io.ReadAll(io.LimitReader(stdin, limit+1))
+		}))
 	case o.file != "":
-		f, err := os.Open(o.file)
-		if err != nil {
-			return nil, err
+		if fi, err := os.Stat(o.file); err == nil && fi.IsDir() {
+			return nil, fmt.Errorf("-f %s is a directory: give a file", o.file)
 		}
-		defer f.Close()
-		r = f
-	default:
-		ctx, cancel := context.WithTimeout(ctx, o.urlTimeout)
-		defer cancel()
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, o.url, nil)
-		if err != nil {
-			return nil, usageError{fmt.Errorf("url %q: %w", o.url, err)}
-		}
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			return nil, fmt.Errorf("fetch %s: %w", o.url, err)
-		}
-		defer resp.Body.Close()
-		if resp.StatusCode < 200 || resp.StatusCode > 299 {
-			return nil, fmt.Errorf("fetch %s: %s: nothing uploaded", o.url, resp.Status)
-		}
-		if resp.ContentLength > limit {
-			return nil, &transport.Refusal{Code: transport.RefusedTooLarge, Msg: fmt.Sprintf("%s: %d bytes, more than the cap of %d", o.url, resp.ContentLength, limit)}
-		}
-		r = resp.Body
+		return capped(o.file, limit)(interruptible(ctx, o.file, func() ([]byte, error) {
+			f, err := os.Open(o.file)
+			if err != nil {
+				return nil, err // "open FILE: ..."
+			}
+			defer f.Close()
+			if fi, err := f.Stat(); err == nil && fi.Mode().IsRegular() && fi.Size() > limit {
+				return nil, &transport.Refusal{Code: transport.RefusedTooLarge, Msg: fmt.Sprintf("%s: %s, more than the cap of %s (--max-size): nothing uploaded", o.file, transport.Size(fi.Size()), transport.Size(limit))}
+			}
+			return io.ReadAll(io.LimitReader(f, limit+1)) // errors name the file
+		}))
 	}
-	b, err := io.ReadAll(io.LimitReader(r, limit+1))
+	ctx, cancel := context.WithTimeout(ctx, o.urlTimeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, o.url, nil)
 	if err != nil {
-		return nil, fmt.Errorf("read %s: %w", o.file+o.url, err)
+		return nil, usageError{fmt.Errorf("-u %q: %w", o.url, err)}
 	}
-	return b, nil // Push refuses content over the cap
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("fetch %s: %w", o.url, unwrapURLError(err))
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode < 200 || resp.StatusCode > 299 {
+		return nil, fmt.Errorf("fetch %s: %s: nothing uploaded", o.url, resp.Status)
+	}
+	if resp.ContentLength > limit {
+		return nil, &transport.Refusal{Code: transport.RefusedTooLarge, Msg: fmt.Sprintf("%s: %s, more than the cap of %s", o.url, transport.Size(resp.ContentLength), transport.Size(limit))}
+	}
+	b, err := io.ReadAll(io.LimitReader(resp.Body, limit+1))
+	if err != nil {
+		return nil, fmt.Errorf("fetch %s: %w", o.url, unwrapURLError(err))
+	}
+	return capped(o.url, limit)(b, nil)
+}
+
+// capped refuses a read that went past the cap (it reads one byte more
+// than the cap to know), without claiming a size it did not read.
+func capped(what string, limit int64) func([]byte, error) ([]byte, error) {
+	return func(b []byte, err error) ([]byte, error) {
+		if err == nil && int64(len(b)) > limit {
+			return nil, &transport.Refusal{Code: transport.RefusedTooLarge, Msg: fmt.Sprintf("%s: more than the cap of %s (--max-size): nothing uploaded", what, transport.Size(limit))}
+		}
+		return b, err
+	}
+}
+
+// unwrapURLError drops net/http's *url.Error wrapper, which repeats the
+// method and the URL the caller already names.
+func unwrapURLError(err error) error {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		return ue.Err
+	}
+	return err
+}
+
+// interruptible runs a read that may block where no context reaches, and
+// returns when it is done or when ctx is (SIGINT, SIGTERM). In the second
+// case the read's goroutine is abandoned: the command returns and kvx
+// exits, which ends it.
+func interruptible(ctx context.Context, what string, read func() ([]byte, error)) ([]byte, error) {
+	type result struct {
+		b   []byte
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		b, err := read()
+		done <- result{b, err}
+	}()
+	select {
+	case r := <-done:
+		return r.b, r.err
+	case <-ctx.Done():
+		return nil, fmt.Errorf("read %s: %w: nothing uploaded", what, context.Cause(ctx))
+	}
 }
 
 // ---- kvx out

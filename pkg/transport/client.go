@@ -119,3 +119,19 @@ func fileRefusal(err error) error {
 func refuse(code, format string, args ...any) *Refusal {
 	return &Refusal{Code: code, Msg: fmt.Sprintf(format, args...)}
 }
+
+// Size writes a byte count for people: "81.2 MB (81234567 bytes)", or
+// "512 bytes" below a kilobyte.
+func Size(n int64) string {
+	if n < 1000 {
+		return fmt.Sprintf("%d bytes", n)
+	}
+	v, unit := float64(n), ""
+	for _, u := range []string{"kB", "MB", "GB", "TB"} {
+		if v < 1000 {
+			break
+		}
+		v, unit = v/1000, u
+	}
+	return fmt.Sprintf("%.1f %s (%d bytes)", v, unit, n)
+}

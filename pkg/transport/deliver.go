@@ -276,6 +276,7 @@ func runCommand(ctx context.Context, o DeliverOptions, sum string) (string, erro
 	if timeout <= 0 {
 		timeout = time.Minute
 	}
+	parent := ctx
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, "sh", "-c", o.Command)
@@ -285,11 +286,17 @@ func runCommand(ctx context.Context, o DeliverOptions, sum string) (string, erro
 	// holding the output pipe.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
-	cmd.WaitDelay = 5 * time.Second
+	// A child that left the group (setsid) and holds the output pipe does
+	// not keep kvx waiting: the pipe is closed this long after the command
+	// exited or was killed, so SIGTERM ends kvx well within a second.
+	cmd.WaitDelay = 500 * time.Millisecond
 	var out cappedBuffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	err := cmd.Run()
-	if ctx.Err() == context.DeadlineExceeded {
+	switch {
+	case parent.Err() != nil:
+		err = fmt.Errorf("killed: %w", context.Cause(parent))
+	case ctx.Err() == context.DeadlineExceeded:
 		err = fmt.Errorf("timed out after %v", timeout)
 	}
 	if err != nil {

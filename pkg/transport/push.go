@@ -72,7 +72,7 @@ func (c *Client) Push(ctx context.Context, o PushOptions) (res PushResult, err e
 		maxSize = DefaultMaxSize
 	}
 	if int64(len(o.Content)) > maxSize {
-		return res, refuse(RefusedTooLarge, "%s: %d bytes, more than the cap of %d", l.Key, len(o.Content), maxSize)
+		return res, refuse(RefusedTooLarge, "%s: %s, more than the cap of %s", l.Key, Size(int64(len(o.Content))), Size(maxSize))
 	}
 	if res.Lines < o.MinLines {
 		return res, refuse(RefusedTooShort, "%s: %d lines, fewer than the minimum of %d", l.Key, res.Lines, o.MinLines)
@@ -100,7 +100,7 @@ func (c *Client) Push(ctx context.Context, o PushOptions) (res PushResult, err e
 	var chunks, wrote []string
 	if len(stored) > InlineMax {
 		if l.Kvexpress() {
-			return res, refuse(RefusedTooLarge, "%s: %d bytes stored, more than the kvexpress layout holds in one transaction (%d); compress (-z brotli) or use the kvx prefix, which chunks", l.Key, len(stored), InlineMax)
+			return res, refuse(RefusedTooLarge, "%s: %s stored, more than the kvexpress layout holds in one transaction (%s); compress (-z brotli) or use the kvx prefix, which chunks", l.Key, Size(int64(len(stored))), Size(InlineMax))
 		}
 		if chunks, wrote, err = c.writeChunks(ctx, l, stored); err != nil {
 			return res, err
