@@ -170,12 +170,16 @@ func runIn(cmd *cobra.Command, o *inOptions) error {
 		fmt.Fprintf(w, "unchanged %s/%s: KV already holds %s\n", o.prefix, res.Key, res.Checksum)
 		return nil
 	}
-	fmt.Fprintf(w, "uploaded %s/%s: %s, %d bytes, %d lines, %d stored", o.prefix, res.Key, res.Checksum, res.Bytes, res.Lines, res.Stored)
+	if res.Reencoded {
+		fmt.Fprintf(w, "re-encoded %s/%s: same content %s, stored %s instead of %s, %d stored", o.prefix, res.Key, res.Checksum, codec, res.PreviousCodec, res.Stored)
+	} else {
+		fmt.Fprintf(w, "uploaded %s/%s: %s, %d bytes, %d lines, %d stored", o.prefix, res.Key, res.Checksum, res.Bytes, res.Lines, res.Stored)
+	}
 	if res.Chunks > 0 {
 		fmt.Fprintf(w, " in %d chunks", res.Chunks)
 	}
 	fmt.Fprintf(w, " (%v)\n", res.Took.Round(time.Millisecond))
-	if s.events != nil {
+	if s.events != nil && !res.Reencoded {
 		if err := s.events.Event("Updated: "+res.Key, res.Diff, "info", "kvx:success", "key:"+res.Key, "host:"+s.Node); err != nil {
 			s.logger.Warn("send update event", "err", err)
 		}

@@ -9,6 +9,7 @@ import (
 	"io"
 
 	"github.com/andybalholm/brotli"
+	consulapi "github.com/hashicorp/consul/api"
 	"github.com/klauspost/compress/zstd"
 
 	"github.com/kvxproject/kvx/pkg/checksum"
@@ -86,6 +87,32 @@ func encode(c Codec, content []byte, kvexpress bool) ([]byte, uint64, error) {
 		return buf.Bytes(), FlagBrotli, nil
 	}
 	return nil, 0, fmt.Errorf("unknown codec %q", c)
+}
+
+// String names a codec as -z does.
+func (c Codec) String() string {
+	if c == Plain {
+		return "none"
+	}
+	return string(c)
+}
+
+// codecOf says how a data key's value is stored, from its KV flags; flags
+// 0 is plain, or kvexpress's gzip+base64 text when the value does not hash
+// to sum (kvexpress marks both with 0).
+func codecOf(p *consulapi.KVPair, sum string) Codec {
+	switch p.Flags & codecMask {
+	case FlagBrotli:
+		return Brotli
+	case FlagGzip:
+		return Gzip
+	case FlagZstd:
+		return Zstd
+	}
+	if p.Flags&FlagManifest == 0 && checksum.Of(p.Value) != sum {
+		return Gzip
+	}
+	return Plain
 }
 
 // maxDecoded bounds what a decoder may produce, so a hostile or corrupt

@@ -45,6 +45,10 @@ type PushResult struct {
 	Stored   int    // bytes stored (after compression)
 	Lines    int
 	Chunks   int    // 0 when written inline
+	// Reencoded: KV held the same content stored with another codec
+	// (PreviousCodec); it was stored again with the one asked for.
+	Reencoded     bool
+	PreviousCodec Codec
 	Diff     string // with PushOptions.Diff: event text, capped
 	Took     time.Duration
 }
@@ -86,9 +90,14 @@ func (c *Client) Push(ctx context.Context, o PushOptions) (res PushResult, err e
 	}
 	res.Previous = s.sum()
 	if res.Previous == res.Checksum {
-		return res, nil
+		// Same content: nothing to write, unless it is stored with another
+		// codec than asked for (the codec is part of the request).
+		if res.PreviousCodec = s.codec(); res.PreviousCodec == o.Codec {
+			return res, nil
+		}
+		res.Reencoded = true
 	}
-	if o.Diff {
+	if o.Diff && !res.Reencoded {
 		res.Diff = c.diffText(ctx, s, o)
 	}
 	stored, flags, err := encode(o.Codec, o.Content, l.Kvexpress())

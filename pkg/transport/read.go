@@ -39,6 +39,15 @@ func (s *snapshot) sum() string {
 	return strings.TrimSpace(string(s.checksum.Value))
 }
 
+// codec is how the snapshot's data is stored; "missing" when there is no
+// data, which no codec asked for equals.
+func (s *snapshot) codec() Codec {
+	if s.data == nil {
+		return "missing"
+	}
+	return codecOf(s.data, s.sum())
+}
+
 // chunks names the chunks the snapshot's manifest refers to (none when the
 // data is inline, missing or s is nil).
 func (s *snapshot) chunks() []string {
