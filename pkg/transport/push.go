@@ -44,13 +44,13 @@ type PushResult struct {
 	Bytes    int    // content bytes
 	Stored   int    // bytes stored (after compression)
 	Lines    int
-	Chunks   int    // 0 when written inline
+	Chunks   int // 0 when written inline
 	// Reencoded: KV held the same content stored with another codec
 	// (PreviousCodec); it was stored again with the one asked for.
 	Reencoded     bool
 	PreviousCodec Codec
-	Diff     string // with PushOptions.Diff: event text, capped
-	Took     time.Duration
+	Diff          string // with PushOptions.Diff: event text, capped
+	Took          time.Duration
 }
 
 // Push puts content under key, or refuses: too few lines, too large, or the
