@@ -17,8 +17,9 @@ type keyOptions struct {
 }
 
 // simpleCmd builds a command over keyOptions; flags says which of -k, -f
-// and -r it takes (all required but -r on freeze).
-func simpleCmd(use, short string, flags string, run func(cmd *cobra.Command, s *session, o *keyOptions) error) *cobra.Command {
+// and -r it takes (all required but -r on freeze), and common which of the
+// optional common flags.
+func simpleCmd(use, short string, flags string, common int, run func(cmd *cobra.Command, s *session, o *keyOptions) error) *cobra.Command {
 	o := &keyOptions{}
 	cmd := &cobra.Command{
 		Use:   use,
@@ -32,6 +33,14 @@ func simpleCmd(use, short string, flags string, run func(cmd *cobra.Command, s *
 					}
 				}
 			}
+			if cmd.Flags().Lookup("key") != nil {
+				if err := o.checkKey("-k", o.key); err != nil {
+					return err
+				}
+			}
+			if err := absFile(&o.file); err != nil {
+				return err
+			}
 			s, err := o.open(cmd)
 			if err != nil {
 				return err
@@ -41,7 +50,7 @@ func simpleCmd(use, short string, flags string, run func(cmd *cobra.Command, s *
 		},
 	}
 	f := cmd.Flags()
-	o.register(f)
+	o.register(f, common)
 	for _, c := range flags {
 		switch c {
 		case 'k':
@@ -63,7 +72,7 @@ func simpleCmd(use, short string, flags string, run func(cmd *cobra.Command, s *
 }
 
 func newStatusCmd() *cobra.Command {
-	return simpleCmd("status", "Show which nodes have a key's current checksum, and why the others do not", "kj",
+	return simpleCmd("status", "Show which nodes have a key's current checksum, and why the others do not", "kj", withPrefix,
 		func(cmd *cobra.Command, s *session, o *keyOptions) error {
 			st, err := s.Status(cmd.Context(), o.key)
 			if err != nil {
@@ -111,7 +120,7 @@ func short(sum string) string {
 }
 
 func newStopCmd() *cobra.Command {
-	return simpleCmd("stop", "Turn a key's fleet-wide stop switch on: in and out refuse until start", "kr",
+	return simpleCmd("stop", "Turn a key's fleet-wide stop switch on: in and out refuse until start", "kr", withPrefix|withNode|withDogstatsd,
 		func(cmd *cobra.Command, s *session, o *keyOptions) error {
 			if err := s.Stop(cmd.Context(), o.key, o.reason); err != nil {
 				return err
@@ -125,18 +134,21 @@ func newStopCmd() *cobra.Command {
 }
 
 func newStartCmd() *cobra.Command {
-	return simpleCmd("start", "Turn a key's stop switch off", "k",
+	return simpleCmd("start", "Turn a key's stop switch off", "k", withPrefix|withNode|withDogstatsd,
 		func(cmd *cobra.Command, s *session, o *keyOptions) error {
 			if err := s.Start(cmd.Context(), o.key); err != nil {
 				return err
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "started %s/%s\n", o.prefix, o.key)
+			if s.events != nil {
+				s.events.Event("Removed Stop Key: "+o.key, "deliveries resume", "info", "kvx:stop_removed", "key:"+o.key, "host:"+s.Node)
+			}
 			return nil
 		})
 }
 
 func newFreezeCmd() *cobra.Command {
-	return simpleCmd("freeze", "Stop deliveries to a file on this node only", "fo",
+	return simpleCmd("freeze", "Stop deliveries to a file on this node only", "fo", withPrefix|withNode,
 		func(cmd *cobra.Command, s *session, o *keyOptions) error {
 			if err := s.Freeze(cmd.Context(), o.file, o.reason); err != nil {
 				return err
@@ -147,7 +159,7 @@ func newFreezeCmd() *cobra.Command {
 }
 
 func newUnfreezeCmd() *cobra.Command {
-	return simpleCmd("unfreeze", "Let deliveries to a file on this node resume", "f",
+	return simpleCmd("unfreeze", "Let deliveries to a file on this node resume", "f", withPrefix|withNode,
 		func(cmd *cobra.Command, s *session, o *keyOptions) error {
 			if err := s.Unfreeze(cmd.Context(), o.file); err != nil {
 				return err
@@ -168,6 +180,12 @@ func newCopyCmd() *cobra.Command {
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := required(cmd, "from", "to"); err != nil {
+				return err
+			}
+			if err := o.checkKey("-from", o.from); err != nil {
+				return err
+			}
+			if err := o.checkKey("-to", o.to); err != nil {
 				return err
 			}
 			codec, err := transport.ParseCodec(o.compress)
@@ -199,7 +217,7 @@ func newCopyCmd() *cobra.Command {
 		},
 	}
 	f := cmd.Flags()
-	o.register(f)
+	o.register(f, withPrefix|withNode|withDogstatsd)
 	f.StringVar(&o.from, "from", "", "source key (required)")
 	f.StringVar(&o.to, "to", "", "destination key (required)")
 	f.StringVarP(&o.compress, "compress", "z", "none", "store the copy compressed: gzip, zstd, brotli or none")
@@ -224,7 +242,7 @@ func newRawCmd() *cobra.Command {
 			return finish(cmd, s, s.Raw(cmd.Context(), transport.RawOptions{Key: o.key, Path: o.file, MinLines: o.minLines, File: fo, Command: o.exec, Timeout: o.execTimeout}))
 		},
 	}
-	o.common.register(cmd.Flags())
+	o.common.register(cmd.Flags(), withDogstatsd)
 	o.target.register(cmd.Flags(), "full key, no prefix added (required)")
 	return cmd
 }

@@ -49,7 +49,7 @@ Consul-compatible address, so the same run can measure another server.`,
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&o.Addr, "addr", defaultAddr(), "HTTP address of the server (default: CONSUL_HTTP_ADDR or 127.0.0.1:8500)")
+	f.StringVar(&o.Addr, "addr", defaultAddr(), "HTTP address of the server (CONSUL_HTTP_ADDR when set)")
 	f.IntVar(&o.Writers, "writers", 64, "concurrent writers, each on its own connection")
 	f.IntVar(&o.Readers, "readers", 64, "concurrent readers, each on its own connection")
 	f.DurationVar(&o.Duration, "duration", 10*time.Second, "length of each phase")
@@ -93,7 +93,7 @@ against any Consul-compatible address.`,
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&o.Addr, "addr", defaultAddr(), "HTTP address of the server (default: CONSUL_HTTP_ADDR or 127.0.0.1:8500)")
+	f.StringVar(&o.Addr, "addr", defaultAddr(), "HTTP address of the server (CONSUL_HTTP_ADDR when set)")
 	f.IntVar(&o.Nodes, "nodes", 1000, "simulated nodes, each with its own connection")
 	f.IntVar(&o.Size, "size", 30000, "bytes of the file pushed")
 	f.IntVar(&o.Rounds, "rounds", 5, "measured pushes")

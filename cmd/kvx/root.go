@@ -107,11 +107,14 @@ func consulStyleArgs(root *cobra.Command, args []string) []string {
 }
 
 // flagsFromEnv fills every flag the user did not set from KVX_<FLAG_NAME>
-// (upper case, dashes as underscores): flag > environment > default.
+// (upper case, dashes as underscores): flag > environment > default. A flag
+// set from the environment counts as given, so it satisfies a required
+// flag (KVX_KEY for -k).
 func flagsFromEnv(cmd *cobra.Command) error {
+	fs := cmd.Flags()
 	var err error
-	cmd.Flags().VisitAll(func(f *pflag.Flag) {
-		if err != nil || f.Changed {
+	fs.VisitAll(func(f *pflag.Flag) {
+		if err != nil || f.Changed || f.Name == "help" {
 			return
 		}
 		name := "KVX_" + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
@@ -119,12 +122,7 @@ func flagsFromEnv(cmd *cobra.Command) error {
 		if !ok {
 			return
 		}
-		if sv, isSlice := f.Value.(pflag.SliceValue); isSlice {
-			err = sv.Replace(strings.Split(v, ","))
-		} else {
-			err = f.Value.Set(v)
-		}
-		if err != nil {
+		if err = fs.Set(f.Name, v); err != nil {
 			err = usageError{fmt.Errorf("%s=%q: %w", name, v, err)}
 		}
 	})

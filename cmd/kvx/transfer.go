@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -32,15 +33,56 @@ type common struct {
 	logJSON                     bool
 }
 
-func (c *common) register(f *pflag.FlagSet) {
+// Which of the optional common flags a command takes: a command does not
+// accept a flag it would ignore.
+const (
+	withPrefix    = 1 << iota // -p: the command reads or writes the layout
+	withNode                  // --node: acknowledgements, freezes, the host tag
+	withDogstatsd             // --dogstatsd-addr: the command sends metrics or events
+)
+
+func (c *common) register(f *pflag.FlagSet, which int) {
 	f.StringVar(&c.httpAddr, "http-addr", "", "server HTTP address (default: CONSUL_HTTP_ADDR, else 127.0.0.1:8500)")
 	f.StringVar(&c.token, "token", "", "ACL token (default: CONSUL_HTTP_TOKEN)")
 	f.StringVar(&c.datacenter, "datacenter", "", "datacenter to talk to (default: the server's)")
-	f.StringVarP(&c.prefix, "prefix", "p", transport.DefaultPrefix, "KV prefix; \"kvexpress\" reads and writes kvexpress's layout")
-	f.StringVar(&c.node, "node", "", "this node's name, for acknowledgements and freezes (default: host name)")
-	f.StringVar(&c.dogstatsd, "dogstatsd-addr", "", "send metrics and events to this dogstatsd agent (host:port)")
+	if which&withPrefix != 0 {
+		f.StringVarP(&c.prefix, "prefix", "p", transport.DefaultPrefix, "KV prefix; \"kvexpress\" reads and writes kvexpress's layout")
+	}
+	if which&withNode != 0 {
+		f.StringVar(&c.node, "node", "", "this node's name, for acknowledgements and freezes (default: host name)")
+	}
+	if which&withDogstatsd != 0 {
+		f.StringVar(&c.dogstatsd, "dogstatsd-addr", "", "send metrics and events to this dogstatsd agent (host:port)")
+	}
 	f.StringVar(&c.logLevel, "log-level", "info", "debug, info, warn or error")
 	f.BoolVar(&c.logJSON, "log-json", false, "log JSON lines instead of text")
+}
+
+// absFile makes a file flag's value absolute, so every command prints
+// paths the same way ("-" stays stdin).
+func absFile(p *string) error {
+	if *p == "" || *p == "-" {
+		return nil
+	}
+	abs, err := filepath.Abs(*p)
+	if err != nil {
+		return fmt.Errorf("-f %s: %w", *p, err)
+	}
+	*p = abs
+	return nil
+}
+
+// checkKey refuses a key the layout cannot hold (empty, a space, an empty
+// or . or .. segment) as a usage error naming the flag.
+func (c *common) checkKey(flag, key string) error {
+	prefix := c.prefix
+	if prefix == "" {
+		prefix = transport.DefaultPrefix
+	}
+	if _, err := transport.NewLayout(prefix, key); err != nil {
+		return usageError{fmt.Errorf("%s: %w", flag, err)}
+	}
+	return nil
 }
 
 // session is what a transfer command works with; close releases it.
@@ -126,7 +168,7 @@ chunks flipped by one transaction. With -dogstatsd-addr a Datadog event
 		RunE: func(cmd *cobra.Command, _ []string) error { return runIn(cmd, o) },
 	}
 	f := cmd.Flags()
-	o.register(f)
+	o.register(f, withPrefix|withNode|withDogstatsd)
 	f.StringVarP(&o.key, "key", "k", "", "key name under the prefix (required)")
 	f.StringVarP(&o.file, "file", "f", "", "file to push; - reads stdin")
 	f.StringVarP(&o.url, "url", "u", "", "fetch the file from this URL instead")
@@ -140,6 +182,12 @@ chunks flipped by one transaction. With -dogstatsd-addr a Datadog event
 
 func runIn(cmd *cobra.Command, o *inOptions) error {
 	if err := required(cmd, "key"); err != nil {
+		return err
+	}
+	if err := o.checkKey("-k", o.key); err != nil {
+		return err
+	}
+	if err := absFile(&o.file); err != nil {
 		return err
 	}
 	if (o.file == "") == (o.url == "") {
@@ -160,14 +208,18 @@ func runIn(cmd *cobra.Command, o *inOptions) error {
 	}
 	res, err := s.Push(cmd.Context(), transport.PushOptions{
 		Key: o.key, Content: content, MinLines: o.minLines, MaxSize: o.maxSize,
-		Codec: codec, Diff: s.events != nil, DiffMax: o.diffMax,
+		Codec: codec, Recode: cmd.Flags().Changed("compress"), Diff: s.events != nil, DiffMax: o.diffMax,
 	})
 	if err != nil {
 		return refusal(err)
 	}
 	w := cmd.OutOrStdout()
 	if !res.Uploaded {
-		fmt.Fprintf(w, "unchanged %s/%s: KV already holds %s\n", o.prefix, res.Key, res.Checksum)
+		fmt.Fprintf(w, "unchanged %s/%s: KV already holds %s", o.prefix, res.Key, res.Checksum)
+		if res.PreviousCodec != codec {
+			fmt.Fprintf(w, " (stored %s, kept: give -z to store it otherwise)", res.PreviousCodec)
+		}
+		fmt.Fprintln(w)
 		return nil
 	}
 	if res.Reencoded {
@@ -351,7 +403,7 @@ jittered backoff on errors.`,
 		RunE: func(cmd *cobra.Command, _ []string) error { return runOut(cmd, o) },
 	}
 	f := cmd.Flags()
-	o.common.register(f)
+	o.common.register(f, withPrefix|withNode|withDogstatsd)
 	o.target.register(f, "key name under the prefix (required)")
 	f.BoolVar(&o.ignoreStop, "ignore-stop", false, "deliver even when the key's stop switch is on")
 	f.BoolVar(&o.noAck, "no-ack", false, "do not acknowledge under <prefix>/<key>/nodes/<node>")
@@ -366,6 +418,12 @@ func (t *target) open(cmd *cobra.Command, c *common) (*session, atomicfile.Optio
 	if err := required(cmd, "key", "file"); err != nil {
 		return nil, atomicfile.Options{}, err
 	}
+	if err := c.checkKey("-k", t.key); err != nil {
+		return nil, atomicfile.Options{}, err
+	}
+	if err := absFile(&t.file); err != nil {
+		return nil, atomicfile.Options{}, err
+	}
 	fo, err := t.fileOptions()
 	if err != nil {
 		return nil, fo, err
@@ -374,10 +432,19 @@ func (t *target) open(cmd *cobra.Command, c *common) (*session, atomicfile.Optio
 	return s, fo, err
 }
 
-// finish logs and prints a one-shot delivery; a refusal exits 3.
+// finish reports a one-shot delivery once: success as the result line on
+// stdout, a failure as the returned error (one line on stderr, exit 1, or
+// 3 for a refusal), with a failed command's output. The log has it at
+// debug level only.
 func finish(cmd *cobra.Command, s *session, d transport.Delivery) error {
-	logDelivery(s.logger, d)
-	fmt.Fprintln(cmd.OutOrStdout(), describe(d))
+	logDelivery(s.logger, d, true)
+	if d.Err == nil {
+		fmt.Fprintln(cmd.OutOrStdout(), describe(d))
+		return nil
+	}
+	if out := strings.TrimSpace(d.Output); out != "" && d.Result == transport.ResultCommandFailed {
+		return fmt.Errorf("%s: %w; its output:\n%s", describe(d), d.Err, out)
+	}
 	return refusal(d.Err)
 }
 
@@ -397,7 +464,7 @@ func runOut(cmd *cobra.Command, o *outOptions) error {
 	do.AckJitter = o.ackJitter
 	s.logger.Info("watching", "key", o.key, "file", o.file, "node", s.Node)
 	return s.Watch(cmd.Context(), do, watch.Options{Reconcile: o.reconcile, Logger: s.logger}, func(d transport.Delivery) {
-		logDelivery(s.logger, d)
+		logDelivery(s.logger, d, false)
 	})
 }
 
@@ -411,22 +478,33 @@ func describe(d transport.Delivery) string {
 			s += " (mode or owner put back)"
 		}
 		return s
+	case transport.ResultCommandFailed:
+		return fmt.Sprintf("delivered %s to %s, but its command failed", d.Key, d.Path)
 	}
 	return fmt.Sprintf("%s %s: %v", d.Result, d.Key, d.Err)
 }
 
-func logDelivery(l *slog.Logger, d transport.Delivery) {
+// logDelivery logs one delivery: for --watch at info (warn for a refusal,
+// error for a failure); for a one shot, whose result is printed, at debug.
+func logDelivery(l *slog.Logger, d transport.Delivery, oneShot bool) {
 	attrs := []any{"key", d.Key, "file", d.Path, "result", d.Result, "checksum", d.Checksum, "took", d.Took.Round(time.Microsecond)}
 	if d.Output != "" {
 		attrs = append(attrs, "output", strings.TrimSpace(d.Output))
 	}
+	level := func(watching slog.Level) slog.Level {
+		if oneShot {
+			return slog.LevelDebug
+		}
+		return watching
+	}
+	ctx := context.Background()
 	switch {
 	case d.Err != nil && d.Result == transport.ResultRefused:
-		l.Warn("refused", append(attrs, "err", d.Err)...)
+		l.Log(ctx, level(slog.LevelWarn), "refused", append(attrs, "err", d.Err)...)
 	case d.Err != nil:
-		l.Error("delivery failed", append(attrs, "err", d.Err)...)
+		l.Log(ctx, level(slog.LevelError), "delivery failed", append(attrs, "err", d.Err)...)
 	case d.Result == transport.ResultDelivered:
-		l.Info("delivered", attrs...)
+		l.Log(ctx, level(slog.LevelInfo), "delivered", attrs...)
 	default:
 		l.Debug("checked", attrs...)
 	}

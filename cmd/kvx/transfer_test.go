@@ -20,11 +20,13 @@ import (
 	"github.com/kvxproject/kvx/pkg/transport"
 )
 
-// kvx runs a command against srv, as node "test-node", with stdin.
+// kvx runs a command against srv, as node "test-node" (through KVX_NODE:
+// not every command takes -node), with stdin.
 func kvx(t *testing.T, srv *servertest.Server, stdin string, args ...string) (string, string, int) {
 	t.Helper()
 	var out, errOut servertest.Buffer
-	args = append(args, "-http-addr", srv.HTTPAddr(), "-node", "test-node")
+	t.Setenv("KVX_NODE", "test-node")
+	args = append(args, "-http-addr", srv.HTTPAddr())
 	err := execute(context.Background(), args, strings.NewReader(stdin), &out, &errOut)
 	code := exitCode(err, &errOut) // writes the error to errOut
 	return out.String(), errOut.String(), code
@@ -70,7 +72,11 @@ func TestInOutRoundTrip(t *testing.T) {
 	out, errOut, code := kvx(t, srv, "", "in", "-k", "app/hosts", "-f", src, "-l", "10", "-z", "zstd")
 	expect(t, "in", code, 0, out, errOut, "uploaded kvx/app/hosts: "+checksum.OfString(content))
 	out, errOut, code = kvx(t, srv, "", "in", "-k", "app/hosts", "-f", src)
-	expect(t, "in again", code, 0, out, errOut, "unchanged kvx/app/hosts")
+	expect(t, "in again", code, 0, out, errOut, "unchanged kvx/app/hosts", "(stored zstd, kept")
+	out, errOut, code = kvx(t, srv, "", "in", "-k", "app/hosts", "-f", src, "-z", "gzip")
+	expect(t, "in again with another -z", code, 0, out, errOut, "re-encoded kvx/app/hosts: same content", "stored gzip instead of zstd")
+	out, errOut, code = kvx(t, srv, "", "in", "-k", "app/hosts", "-f", src, "-z", "gzip")
+	expect(t, "in again with that -z", code, 0, out, errOut, "unchanged kvx/app/hosts")
 
 	// A consul watch handler gets JSON on stdin: it is ignored, KV is read afresh.
 	watchJSON := `{"Key":"kvx/app/hosts/checksum","Value":"c3RhbGU=","Flags":0}`
@@ -238,9 +244,9 @@ func TestCopyRawAndEnvironment(t *testing.T) {
 	}
 	srv.Client.KV().Put(&kvPair{Key: "plain/motd", Value: []byte("hello\nworld\n")}, nil)
 	raw := filepath.Join(dir, "motd")
-	out, errOut, code = kvx(t, srv, "", "raw", "-k", "plain/motd", "-f", raw, "-e", "echo ran")
+	out, errOut, code = kvx(t, srv, "", "raw", "-k", "plain/motd", "-f", raw, "-e", "echo ran", "-log-level", "debug")
 	expect(t, "raw", code, 0, out, errOut, "delivered plain/motd", "output=ran")
-	out, errOut, code = kvx(t, srv, "", "raw", "-k", "plain/motd", "-f", raw, "-e", "echo ran")
+	out, errOut, code = kvx(t, srv, "", "raw", "-k", "plain/motd", "-f", raw, "-e", "echo ran", "-log-level", "debug")
 	expect(t, "raw again", code, 0, out, errOut, "unchanged plain/motd")
 	if strings.Contains(errOut, "output=ran") {
 		t.Fatal("raw re-ran its command on unchanged content")
@@ -249,7 +255,7 @@ func TestCopyRawAndEnvironment(t *testing.T) {
 	// CONSUL_HTTP_ADDR is honoured when -http-addr is not given.
 	t.Setenv("CONSUL_HTTP_ADDR", srv.HTTPAddr())
 	var o, e servertest.Buffer
-	err := execute(context.Background(), []string{"status", "-k", "b/hosts", "-node", "x"}, strings.NewReader(""), &o, &e)
+	err := execute(context.Background(), []string{"status", "-k", "b/hosts"}, strings.NewReader(""), &o, &e)
 	if err != nil || !strings.Contains(o.String(), "delivered 1/1") {
 		t.Fatalf("status via CONSUL_HTTP_ADDR: %v %s %s", err, o.String(), e.String())
 	}

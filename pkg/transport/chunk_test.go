@@ -298,3 +298,37 @@ func TestMetrics(t *testing.T) {
 		}
 	}
 }
+
+// downAfterFirstPut is the real client's KV with one twist: the real
+// server is shut down as the first chunk is written.
+type downAfterFirstPut struct {
+	KV
+	once sync.Once
+	down func()
+}
+
+func (k *downAfterFirstPut) Put(p *consulapi.KVPair, w *consulapi.WriteOptions) (*consulapi.WriteMeta, error) {
+	k.once.Do(k.down)
+	return k.KV.Put(p, w)
+}
+
+// TestServerGoneDuringChunkedPush: a server that goes away during a
+// chunked push gives one error line naming how many chunks were not
+// written, not one line per chunk.
+func TestServerGoneDuringChunkedPush(t *testing.T) {
+	srv := servertest.Start(t)
+	kv, err := client.NewKV(client.Options{Address: srv.HTTPAddr()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &Client{KV: &downAfterFirstPut{KV: kv, down: func() { srv.Server.Close() }}, Node: "n"}
+	content := bigFile(45<<20, 9) // 180 chunks
+	_, err = c.Push(ctx, PushOptions{Key: "gone/big", Content: content})
+	if err == nil {
+		t.Fatal("push to a server that went away succeeded")
+	}
+	msg := err.Error()
+	if strings.Count(msg, "\n") > 0 || strings.Count(msg, "write chunk") != 1 || !strings.Contains(msg, "of 180 chunks not written") {
+		t.Errorf("error is not one line with the count:\n%s", msg)
+	}
+}

@@ -31,8 +31,12 @@ type PushOptions struct {
 	MinLines int   // refuse content with fewer lines
 	MaxSize  int64 // refuse content larger than this; 0 means DefaultMaxSize
 	Codec    Codec
-	Diff     bool // compute the diff against the previous version for an event
-	DiffMax  int  // cap on the diff text; 0 means DefaultDiffMax
+	// Recode stores content KV already holds again when it is stored with
+	// another codec than Codec (kvx in with an explicit -z); without it the
+	// stored codec is kept (PushResult.PreviousCodec says which).
+	Recode  bool
+	Diff    bool // compute the diff against the previous version for an event
+	DiffMax int  // cap on the diff text; 0 means DefaultDiffMax
 }
 
 // PushResult says what a push did.
@@ -91,8 +95,8 @@ func (c *Client) Push(ctx context.Context, o PushOptions) (res PushResult, err e
 	res.Previous = s.sum()
 	if res.Previous == res.Checksum {
 		// Same content: nothing to write, unless it is stored with another
-		// codec than asked for (the codec is part of the request).
-		if res.PreviousCodec = s.codec(); res.PreviousCodec == o.Codec {
+		// codec than Recode asks for.
+		if res.PreviousCodec = s.codec(); !o.Recode || res.PreviousCodec == o.Codec {
 			return res, nil
 		}
 		res.Reencoded = true
@@ -185,13 +189,21 @@ func (c *Client) writeChunks(ctx context.Context, l Layout, stored []byte) (name
 			todo[name] = part
 		}
 	}
+	// Four writes at a time; the first failure stops the rest and is the
+	// one error reported (a server that went away fails every chunk alike).
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
 	sem := make(chan struct{}, 4)
 	var (
-		wg   sync.WaitGroup
-		mu   sync.Mutex
-		errs []error
+		wg     sync.WaitGroup
+		mu     sync.Mutex
+		first  error
+		failed int
 	)
 	for name, part := range todo {
+		if ctx.Err() != nil {
+			break
+		}
 		wrote = append(wrote, name)
 		wg.Add(1)
 		sem <- struct{}{}
@@ -199,13 +211,20 @@ func (c *Client) writeChunks(ctx context.Context, l Layout, stored []byte) (name
 			defer func() { <-sem; wg.Done() }()
 			if _, err := c.KV.Put(&consulapi.KVPair{Key: l.Chunk(name), Value: part}, (&consulapi.WriteOptions{}).WithContext(ctx)); err != nil {
 				mu.Lock()
-				errs = append(errs, fmt.Errorf("write chunk %s: %w", l.Chunk(name), err))
+				if first == nil {
+					first = fmt.Errorf("write chunk %s: %w", l.Chunk(name), err)
+					cancel()
+				}
+				failed++
 				mu.Unlock()
 			}
 		}()
 	}
 	wg.Wait()
-	return names, wrote, errors.Join(errs...)
+	if first != nil {
+		return names, wrote, fmt.Errorf("%s: %d of %d chunks not written, nothing flipped: %w", l.Key, len(todo)-len(wrote)+failed, len(todo), first)
+	}
+	return names, wrote, nil
 }
 
 // collectChunks removes the chunks not named in keep: after a flip, the

@@ -33,7 +33,7 @@ func TestPushReencodes(t *testing.T) {
 				{Plain, false, false, Plain},
 			}
 			for i, st := range steps {
-				res := mustPush(t, c, PushOptions{Key: "re/hosts", Content: content, Codec: st.codec})
+				res := mustPush(t, c, PushOptions{Key: "re/hosts", Content: content, Codec: st.codec, Recode: true})
 				if res.Uploaded != st.uploaded || res.Reencoded != st.reencoded || (st.reencoded && res.PreviousCodec != st.previous) {
 					t.Fatalf("step %d (%s): %+v, want uploaded=%v reencoded=%v previous=%s", i, st.codec, res, st.uploaded, st.reencoded, st.previous)
 				}
@@ -56,6 +56,11 @@ func TestPushReencodes(t *testing.T) {
 			}
 			if string(readFile(t, target)) != string(content) {
 				t.Fatal("target content")
+			}
+			// Without Recode (no -z given) the stored codec is kept.
+			res := mustPush(t, c, PushOptions{Key: "re/hosts", Content: content, Codec: Gzip})
+			if res.Uploaded || res.PreviousCodec != Plain {
+				t.Fatalf("same content, other codec, no Recode: %+v, want unchanged with the stored codec", res)
 			}
 		})
 	}
