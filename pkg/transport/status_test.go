@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -16,6 +17,7 @@ import (
 
 	"github.com/kvxproject/kvx/pkg/checksum"
 	"github.com/kvxproject/kvx/pkg/client"
+	"github.com/kvxproject/kvx/pkg/server"
 	"github.com/kvxproject/kvx/pkg/servertest"
 	"github.com/kvxproject/kvx/pkg/watch"
 )
@@ -398,5 +400,42 @@ func TestWaitWakesSupersededCancelled(t *testing.T) {
 		}
 	case <-time.After(30 * time.Second): // a hang guard: the blocking query lasts minutes
 		t.Fatal("a cancelled wait did not return")
+	}
+}
+
+// With the server down, a wait retries until its deadline and says the
+// reads failed; once the server is back it carries on.
+func TestWaitServerDown(t *testing.T) {
+	addr, raftAddr, data := servertest.FreeAddr(t), servertest.FreeAddr(t), t.TempDir()
+	start := func() *servertest.Server {
+		return servertest.Start(t, func(o *server.Options) { o.Dev, o.DataDir, o.HTTPAddr, o.RaftAddr = false, data, addr, raftAddr })
+	}
+	srv := start()
+	c := newClient(srv, "n1")
+	target := filepath.Join(t.TempDir(), "hosts")
+	mustPush(t, c, PushOptions{Key: "down/hosts", Content: lines(5, "v1")})
+	c.Deliver(ctx, DeliverOptions{Key: "down/hosts", Path: target})
+	res := mustPush(t, c, PushOptions{Key: "down/hosts", Content: lines(5, "v2")})
+	if err := srv.Close(); err != nil {
+		t.Fatal(err)
+	}
+	_, err := c.Wait(ctx, WaitOptions{Key: "down/hosts", Checksum: res.Checksum, Timeout: 300 * time.Millisecond})
+	if !errors.Is(err, ErrWaitTimeout) || !strings.Contains(err.Error(), "the last read failed") {
+		t.Fatalf("wait with the server down: %v", err)
+	}
+	done := make(chan error, 1)
+	var logs servertest.Buffer
+	go func() {
+		_, err := c.Wait(ctx, WaitOptions{Key: "down/hosts", Checksum: res.Checksum, Timeout: time.Minute,
+			Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+		done <- err
+	}()
+	servertest.Eventually(t, "a failed read while down", func() bool { return strings.Contains(logs.String(), "failed") })
+	start()
+	if d := c.Deliver(ctx, DeliverOptions{Key: "down/hosts", Path: target}); d.Err != nil {
+		t.Fatal(d.Err)
+	}
+	if err := <-done; err != nil {
+		t.Fatalf("wait after the server came back: %v", err)
 	}
 }
