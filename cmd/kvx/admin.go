@@ -1,9 +1,7 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
-	"text/tabwriter"
 
 	"github.com/spf13/cobra"
 
@@ -13,7 +11,6 @@ import (
 type keyOptions struct {
 	common
 	key, file, reason string
-	json              bool
 }
 
 // simpleCmd builds a command over keyOptions; flags says which of -k, -f
@@ -64,49 +61,9 @@ func simpleCmd(use, short string, flags string, common int, run func(cmd *cobra.
 			f.SetAnnotation("reason", "required", []string{"true"})
 		case 'o':
 			f.StringVarP(&o.reason, "reason", "r", "", "why (recorded with the freeze)")
-		case 'j':
-			f.BoolVar(&o.json, "json", false, "print JSON")
 		}
 	}
 	return cmd
-}
-
-func newStatusCmd() *cobra.Command {
-	return simpleCmd("status", "Show which nodes have a key's current checksum, and why the others do not", "kj", withPrefix,
-		func(cmd *cobra.Command, s *session, o *keyOptions) error {
-			st, err := s.Status(cmd.Context(), o.key)
-			if err != nil {
-				return err
-			}
-			w := cmd.OutOrStdout()
-			if o.json {
-				b, _ := json.MarshalIndent(st, "", "  ")
-				fmt.Fprintf(w, "%s\n", b)
-				return nil
-			}
-			cs := st.Checksum
-			if cs == "" {
-				cs = "(none)"
-			}
-			fmt.Fprintf(w, "key       %s/%s\nchecksum  %s\n", o.prefix, st.Key, cs)
-			if st.Stop != "" {
-				fmt.Fprintf(w, "stopped   %s\n", st.Stop)
-			}
-			fmt.Fprintf(w, "delivered %d/%d nodes\n", st.Current, st.Nodes)
-			if len(st.Behind) > 0 {
-				tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-				fmt.Fprintln(tw, "NODE\tRESULT\tHAS\tSINCE\tWHY")
-				for _, a := range st.Behind {
-					why := a.Error
-					if a.Result == transport.ResultDelivered || a.Result == transport.ResultUnchanged {
-						why = "has an older version"
-					}
-					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", a.Node, a.Result, short(a.Checksum), a.Time, why)
-				}
-				tw.Flush()
-			}
-			return nil
-		})
 }
 
 func short(sum string) string {

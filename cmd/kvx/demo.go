@@ -174,16 +174,10 @@ func runDemo(ctx context.Context, w io.Writer, o *demoOptions) error {
 		}
 	}
 	fmt.Fprintf(w, "\nverified   %d/%d target files hash to the pushed checksum\n", same, o.nodes)
-	// Acknowledgements are spread over the ack jitter: give them that long.
-	var st transport.Status
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		if st, err = pusher.Status(ctx, o.key); err != nil || st.Current == o.nodes || time.Now().After(deadline) {
-			break
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	if err != nil {
+	// Acknowledgements are spread over the ack jitter: wait for them (kvx
+	// status -wait).
+	st, err := pusher.Wait(ctx, transport.WaitOptions{Key: o.key, Want: o.nodes, Checksum: res.Checksum, Timeout: 10 * time.Second})
+	if err != nil && !errors.Is(err, transport.ErrWaitTimeout) {
 		return err
 	}
 	fmt.Fprintf(w, "status     kvx status -k %s: %d/%d nodes acknowledged checksum %s\n", o.key, st.Current, st.Nodes, st.Checksum[:16])

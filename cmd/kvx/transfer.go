@@ -150,6 +150,7 @@ type inOptions struct {
 	compress       string
 	urlTimeout     time.Duration
 	diffMax        int
+	wait           waitFlags // -wait-delivered, -want (status.go)
 }
 
 func newInCmd() *cobra.Command {
@@ -177,6 +178,7 @@ chunks flipped by one transaction. With -dogstatsd-addr a Datadog event
 	f.StringVarP(&o.compress, "compress", "z", "none", "store compressed: gzip, zstd, brotli or none (readers detect it)")
 	f.DurationVar(&o.urlTimeout, "url-timeout", 30*time.Second, "give up on -u after this long")
 	f.IntVar(&o.diffMax, "diff-max", transport.DefaultDiffMax, "cap on the diff text of the update event, in bytes")
+	o.wait.register(f, "wait-delivered", "after the push, wait up to this long for -want nodes to have it")
 	return cmd
 }
 
@@ -196,6 +198,9 @@ func runIn(cmd *cobra.Command, o *inOptions) error {
 	codec, err := transport.ParseCodec(o.compress)
 	if err != nil {
 		return usageError{err}
+	}
+	if err := o.wait.check(cmd); err != nil {
+		return err
 	}
 	s, err := o.open(cmd)
 	if err != nil {
@@ -220,7 +225,7 @@ func runIn(cmd *cobra.Command, o *inOptions) error {
 			fmt.Fprintf(w, " (stored %s, kept: give -z to store it otherwise)", res.PreviousCodec)
 		}
 		fmt.Fprintln(w)
-		return nil
+		return o.wait.afterPush(cmd, s, o.prefix, res)
 	}
 	if res.Reencoded {
 		fmt.Fprintf(w, "re-encoded %s/%s: same content %s, stored %s instead of %s, %d stored", o.prefix, res.Key, res.Checksum, codec, res.PreviousCodec, res.Stored)
@@ -236,7 +241,7 @@ func runIn(cmd *cobra.Command, o *inOptions) error {
 			s.logger.Warn("send update event", "err", err)
 		}
 	}
-	return nil
+	return o.wait.afterPush(cmd, s, o.prefix, res)
 }
 
 // readSource reads -f FILE, -f - or -u URL, never more than the size cap

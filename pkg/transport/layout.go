@@ -67,6 +67,11 @@ func (l Layout) Checksum() string { return l.base() + "checksum" }
 // Stop is the fleet-wide freeze: while it exists, in and out refuse.
 func (l Layout) Stop() string { return l.base() + "stop" }
 
+// Updated records the last push (time, node) and the versions before it,
+// written in the flip's transaction; kvx status reads it to say how long a
+// node has been behind.
+func (l Layout) Updated() string { return l.base() + "updated" }
+
 // Chunks is the folder of content-addressed chunks.
 func (l Layout) Chunks() string { return l.base() + "chunks/" }
 
@@ -79,9 +84,12 @@ func (l Layout) Nodes() string { return l.base() + "nodes/" }
 // Node is the acknowledgement of one node.
 func (l Layout) Node(node string) string { return l.Nodes() + node }
 
+// Locks is the folder of every per-node freeze under prefix.
+func Locks(prefix string) string { return strings.Trim(prefix, "/") + "/locks/" }
+
 // Lock is the per-node freeze of a target file, kvexpress's
 // <prefix>/locks/<sha256 of the path>/<node>. path must be absolute.
 func Lock(prefix, path, node string) string {
 	sum := sha256.Sum256([]byte(path))
-	return strings.Trim(prefix, "/") + "/locks/" + hex.EncodeToString(sum[:]) + "/" + node
+	return Locks(prefix) + hex.EncodeToString(sum[:]) + "/" + node
 }

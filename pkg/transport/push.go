@@ -104,6 +104,12 @@ func (c *Client) Push(ctx context.Context, o PushOptions) (res PushResult, err e
 	if o.Diff && !res.Reencoded {
 		res.Diff = c.diffText(ctx, s, o)
 	}
+	// What kvx status reads to say how long a node has been behind,
+	// written with the flip.
+	rec, err := c.nextRecord(ctx, l, res.Checksum, res.Previous)
+	if err != nil {
+		return res, err
+	}
 	stored, flags, err := encode(o.Codec, o.Content, l.Kvexpress())
 	if err != nil {
 		return res, fmt.Errorf("encode %s: %w", l.Key, err)
@@ -133,6 +139,7 @@ func (c *Client) Push(ctx context.Context, o PushOptions) (res PushResult, err e
 		{Verb: consulapi.KVCAS, Key: l.Checksum(), Value: []byte(res.Checksum), Flags: flags, Index: csIndex},
 		{Verb: consulapi.KVSet, Key: l.Data(), Value: value, Flags: flags},
 		{Verb: consulapi.KVCheckNotExists, Key: l.Stop()}, // a stop set since the read wins
+		{Verb: consulapi.KVSet, Key: l.Updated(), Value: rec},
 	}
 	ok, resp, _, err := c.KV.Txn(ops, (&consulapi.QueryOptions{}).WithContext(ctx))
 	if err != nil {

@@ -2,6 +2,7 @@ package transport
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"path/filepath"
 	"sort"
@@ -14,26 +15,74 @@ import (
 	"github.com/kvxproject/kvx/pkg/checksum"
 )
 
+// ErrNoKey means a key has no checksum: nothing was ever pushed to it (a
+// typo?), or it was deleted.
+var ErrNoKey = errors.New("no such key")
+
 // Status is what kvx status reports for a key.
 type Status struct {
 	Key      string `json:"key"`
 	Checksum string `json:"checksum"`
 	Stop     string `json:"stop,omitempty"` // the reason, when the stop switch is on
-	Nodes    int    `json:"nodes"`          // nodes that acknowledged anything
-	Current  int    `json:"current"`        // nodes whose file has Checksum
-	Behind   []Ack  `json:"behind"`         // the others, with why
+	// Pushed is when Checksum was pushed (RFC 3339), from <key>/updated;
+	// when another tool wrote the checksum it is estimated from the first
+	// acknowledgement of it (PushedEstimated), and "" when none has it.
+	Pushed          string    `json:"pushed,omitempty"`
+	PushedBy        string    `json:"pushed_by,omitempty"`
+	PushedEstimated bool      `json:"pushed_estimated,omitempty"`
+	Nodes           int       `json:"nodes"`   // nodes that acknowledged anything
+	Current         int       `json:"current"` // nodes whose file has Checksum (and whose command did not fail)
+	Behind          []Laggard `json:"behind"`  // the others, with why
+	// Frozen are the acknowledging nodes that froze their file of this key
+	// (kvx freeze), current or not.
+	Frozen []Freeze `json:"frozen,omitempty"`
 }
 
-// Status reads the checksum and every acknowledgement in one transaction.
+// Laggard is a node without the current version: its acknowledgement, its
+// freeze, and how long it has been behind.
+type Laggard struct {
+	Ack
+	Frozen string `json:"frozen,omitempty"` // the freeze's reason, when the node froze its file
+	// BehindSince is when the node started lacking the current version
+	// (RFC 3339; "" unknown): the push that replaced the version it has,
+	// when that is in <key>/updated's history, else the current push (or
+	// the node's first word of it, if later).
+	BehindSince    string `json:"behind_since,omitempty"`
+	VersionsBehind int    `json:"versions_behind,omitempty"` // pushes it missed; 0 unknown
+}
+
+// Freeze is a node's freeze of its file of a key.
+type Freeze struct {
+	Node   string `json:"node"`
+	File   string `json:"file"`
+	Reason string `json:"reason"`
+}
+
+// Reached reports whether want nodes have the current version; want 0
+// means every acknowledging node, and at least one.
+func (st Status) Reached(want int) bool {
+	if want <= 0 {
+		return st.Nodes > 0 && st.Current == st.Nodes
+	}
+	return st.Checksum != "" && st.Current >= want
+}
+
+// Status reads the checksum, the stop switch, the push record, every
+// acknowledgement and every freeze under the prefix in one transaction. A
+// key without a checksum is an error wrapping ErrNoKey; the Status then
+// still holds what was read (acknowledgements of a deleted key).
 func (c *Client) Status(ctx context.Context, key string) (Status, error) {
 	l, err := c.layout(key)
 	if err != nil {
 		return Status{}, err
 	}
+	locks := Locks(c.prefix())
 	ops := consulapi.KVTxnOps{
 		{Verb: consulapi.KVGetOrEmpty, Key: l.Checksum()},
 		{Verb: consulapi.KVGetOrEmpty, Key: l.Stop()},
+		{Verb: consulapi.KVGetOrEmpty, Key: l.Updated()},
 		{Verb: consulapi.KVGetTree, Key: l.Nodes()},
+		{Verb: consulapi.KVGetTree, Key: locks},
 	}
 	ok, resp, _, err := c.KV.Txn(ops, (&consulapi.QueryOptions{}).WithContext(ctx))
 	if err != nil {
@@ -42,27 +91,73 @@ func (c *Client) Status(ctx context.Context, key string) (Status, error) {
 	if !ok {
 		return Status{}, fmt.Errorf("read status of %s: %s", l.Key, txnErrors(resp))
 	}
-	st := Status{Key: l.Key, Behind: []Ack{}}
+	st := Status{Key: l.Key, Behind: []Laggard{}}
+	var (
+		acks   []Ack
+		rec    record
+		hasRec bool
+		frozen = map[string]string{} // lock key -> reason
+	)
 	for _, p := range resp.Results {
 		switch {
 		case p.Key == l.Checksum():
 			st.Checksum = strings.TrimSpace(string(p.Value))
-		case p.Key == l.Stop() && p.ModifyIndex != 0:
-			st.Stop = reason(p)
+		case p.Key == l.Stop():
+			if p.ModifyIndex != 0 {
+				st.Stop = reason(p)
+			}
+		case p.Key == l.Updated():
+			if p.ModifyIndex != 0 {
+				rec, hasRec = parseRecord(p.Value)
+			}
 		case strings.HasPrefix(p.Key, l.Nodes()):
+			node := strings.TrimPrefix(p.Key, l.Nodes())
 			a, ok := parseAck(p)
 			if !ok {
-				a = Ack{Node: strings.TrimPrefix(p.Key, l.Nodes()), Result: ResultError, Error: "unreadable acknowledgement"}
+				a = Ack{Result: ResultError, Error: "unreadable acknowledgement"}
 			}
-			st.Nodes++
-			if st.Checksum != "" && a.Checksum == st.Checksum && a.Result != ResultCommandFailed {
-				st.Current++
-			} else {
-				st.Behind = append(st.Behind, a)
+			a.Node = node // the key names the node; it is what its freeze is under
+			acks = append(acks, a)
+		case strings.HasPrefix(p.Key, locks):
+			frozen[p.Key] = reason(p)
+		}
+	}
+	current := func(a Ack) bool {
+		return st.Checksum != "" && a.Checksum == st.Checksum && a.Result != ResultCommandFailed
+	}
+	var versions []Version
+	if hasRec && rec.Checksum == st.Checksum {
+		versions = rec.versions()
+		st.Pushed, st.PushedBy = rec.Time, rec.Node
+	} else {
+		for _, a := range acks { // no record of this push: the first node to have it had it after it
+			if current(a) && a.Time != "" && (st.Pushed == "" || a.Time < st.Pushed) {
+				st.Pushed, st.PushedEstimated = a.Time, true
 			}
 		}
 	}
+	for _, a := range acks {
+		st.Nodes++
+		why, isFrozen := "", false
+		if a.File != "" {
+			why, isFrozen = frozen[Lock(c.prefix(), a.File, a.Node)]
+		}
+		if isFrozen {
+			st.Frozen = append(st.Frozen, Freeze{Node: a.Node, File: a.File, Reason: why})
+		}
+		if current(a) {
+			st.Current++
+			continue
+		}
+		lg := Laggard{Ack: a, Frozen: why}
+		lg.BehindSince, lg.VersionsBehind = behindSince(versions, st.Pushed, a)
+		st.Behind = append(st.Behind, lg)
+	}
 	sort.Slice(st.Behind, func(i, j int) bool { return st.Behind[i].Node < st.Behind[j].Node })
+	sort.Slice(st.Frozen, func(i, j int) bool { return st.Frozen[i].Node < st.Frozen[j].Node })
+	if st.Checksum == "" {
+		return st, fmt.Errorf("%s/%s: %w: %s does not exist", l.Prefix, l.Key, ErrNoKey, l.Checksum())
+	}
 	return st, nil
 }
 
