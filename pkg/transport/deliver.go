@@ -132,16 +132,10 @@ func (c *Client) deliver(ctx context.Context, o DeliverOptions, pre []byte, d *D
 	)
 	s, err := c.readContent(ctx, l, Lock(c.prefix(), path, c.Node), ackKey, pre, func(s *snapshot) error {
 		d.Checksum = s.sum()
-		switch {
-		case s.lock != nil:
-			return refuse(RefusedFrozen, "%s is frozen on %s (%s): not delivered", path, c.Node, reason(s.lock))
-		case s.stop != nil && !o.IgnoreStop:
-			return refuse(RefusedStop, "%s is set (%s): not delivered", l.Stop(), reason(s.stop))
-		case s.checksum == nil:
-			return refuse(RefusedMissing, "%s is missing", l.Checksum())
-		}
 		// The target's type is checked before anything is opened: only a
 		// regular file (or a link to one, when asked) is read or replaced.
+		// What it holds is known before any refusal, so the acknowledgement
+		// of a refusal says which version the node has.
 		if target, err = atomicfile.Resolve(path, o.File.FollowSymlinks); err != nil {
 			return fileRefusal(err)
 		}
@@ -150,6 +144,14 @@ func (c *Client) deliver(ctx context.Context, o DeliverOptions, pre []byte, d *D
 			return fileRefusal(err)
 		}
 		d.have = have
+		switch {
+		case s.lock != nil:
+			return refuse(RefusedFrozen, "%s is frozen on %s (%s): not delivered", path, c.Node, reason(s.lock))
+		case s.stop != nil && !o.IgnoreStop:
+			return refuse(RefusedStop, "%s is set (%s): not delivered", l.Stop(), reason(s.stop))
+		case s.checksum == nil:
+			return refuse(RefusedMissing, "%s is missing", l.Checksum())
+		}
 		if unchanged = have == d.Checksum; unchanged {
 			// No need for the data; but data handed over by a watch that
 			// is not this checksum's content means the checksum has yet
