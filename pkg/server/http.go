@@ -229,6 +229,11 @@ func (s *Server) blockingQuery(r *http.Request, o queryOpts, query func(ws memdb
 			}
 			return idx, nil // the wait ran out: the unchanged answer
 		}
+		select {
+		case <-s.shutdown: // the unchanged answer now, so the server stops at once
+			return idx, nil
+		default:
+		}
 		if o.consistent {
 			if err := s.raft.VerifyLeader().Error(); err != nil {
 				return 0, err
