@@ -51,10 +51,7 @@ query on the key's folder: it reads again only when something changes.`,
 }
 
 func runStatus(cmd *cobra.Command, o *statusOptions) error {
-	if err := required(cmd, "key"); err != nil {
-		return err
-	}
-	if err := o.checkKey("-k", o.key); err != nil {
+	if err := o.requireKey(cmd, o.key); err != nil {
 		return err
 	}
 	if err := o.wait.check(cmd); err != nil {

@@ -72,6 +72,15 @@ func absFile(p *string) error {
 	return nil
 }
 
+// requireKey checks -k: given (as a flag or KVX_KEY), and a key the
+// layout can hold.
+func (c *common) requireKey(cmd *cobra.Command, key string) error {
+	if err := required(cmd, "key"); err != nil {
+		return err
+	}
+	return c.checkKey("-k", key)
+}
+
 // checkKey refuses a key the layout cannot hold (empty, a space, an empty
 // or . or .. segment) as a usage error naming the flag.
 func (c *common) checkKey(flag, key string) error {
@@ -183,10 +192,7 @@ chunks flipped by one transaction. With -dogstatsd-addr a Datadog event
 }
 
 func runIn(cmd *cobra.Command, o *inOptions) error {
-	if err := required(cmd, "key"); err != nil {
-		return err
-	}
-	if err := o.checkKey("-k", o.key); err != nil {
+	if err := o.requireKey(cmd, o.key); err != nil {
 		return err
 	}
 	if err := absFile(&o.file); err != nil {
@@ -420,10 +426,10 @@ jittered backoff on errors.`,
 
 // open checks the target flags and opens the session of out or raw.
 func (t *target) open(cmd *cobra.Command, c *common) (*session, atomicfile.Options, error) {
-	if err := required(cmd, "key", "file"); err != nil {
+	if err := c.requireKey(cmd, t.key); err != nil {
 		return nil, atomicfile.Options{}, err
 	}
-	if err := c.checkKey("-k", t.key); err != nil {
+	if err := required(cmd, "file"); err != nil {
 		return nil, atomicfile.Options{}, err
 	}
 	if err := absFile(&t.file); err != nil {
