@@ -65,7 +65,7 @@ func TestOutWatchProcessesEndToEnd(t *testing.T) {
 			return true
 		})
 		servertest.Eventually(t, "kvx status 20/20", func() bool {
-			out, err := exec.Command(bin, "status", "-k", "e2e/hosts", "-http-addr", srv.http, "-node", "pusher").Output()
+			out, err := exec.Command(bin, "status", "-k", "e2e/hosts", "-http-addr", srv.http).Output()
 			return err == nil && strings.Contains(string(out), "delivered 20/20 nodes")
 		})
 	}
