@@ -2,6 +2,9 @@ package main
 
 import (
 	"context"
+	"net"
+	"os"
+	"path/filepath"
 	"regexp"
 	"slices"
 	"strings"
@@ -39,7 +42,7 @@ func TestExitCodes(t *testing.T) {
 		{[]string{"frobnicate"}, exitUsage, "unknown command"},
 		{[]string{"server", "--no-such-flag"}, exitUsage, "unknown flag"},
 		{[]string{"server", "-bootstrap-expect", "many"}, exitUsage, "invalid argument"},
-		{[]string{"server", "-node", "x", "-http-addr", "127.0.0.1:0", "-raft-addr", "127.0.0.1:0"}, exitError, "data dir is required"},
+		{[]string{"server", "-node", "x", "-http-addr", "127.0.0.1:0", "-raft-addr", "127.0.0.1:0"}, exitUsage, "data dir is required"},
 		{[]string{"server", "-dev", "-log-level", "loud"}, exitUsage, "log level"},
 		{[]string{"bench", "kv", "-writers", "0", "-readers", "0"}, exitError, "need at least one worker"},
 	}
@@ -48,6 +51,57 @@ func TestExitCodes(t *testing.T) {
 		if code != tc.code || !strings.Contains(stderr, tc.msg) {
 			t.Errorf("kvx %q: exit %d, stderr %q; want exit %d with %q", tc.args, code, stderr, tc.code, tc.msg)
 		}
+	}
+}
+
+// Bad server options are usage errors (exit 2), found before anything is
+// opened or bound: the data dir is not created, no port is taken.
+func TestServerUsageErrors(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "never-created")
+	tests := []struct {
+		args []string
+		msg  string
+	}{
+		{[]string{"server"}, "a data dir is required"},
+		{[]string{"server", "-node", "n1"}, "a data dir is required"},
+		{[]string{"server", "-dev", "-data-dir", dir}, "-dev keeps everything in memory: drop -data-dir"},
+		{[]string{"server", "-data-dir", dir, "-bootstrap-expect", "-1"}, "-bootstrap-expect -1: must be 0 or more"},
+		{[]string{"server", "-data-dir", dir, "-http-addr", "127.0.0.1:65536"}, `-http-addr "127.0.0.1:65536": port "65536" is not a number from 0 to 65535`},
+		{[]string{"server", "-data-dir", dir, "-raft-addr", "127.0.0.1:-1"}, `-raft-addr "127.0.0.1:-1": port "-1"`},
+		{[]string{"server", "-data-dir", dir, "-http-addr", "localhost"}, `-http-addr "localhost": want host:port`},
+		{[]string{"server", "-data-dir", dir, "-raft-addr", "0.0.0.0:8300"}, "give a routable address"},
+		{[]string{"server", "-data-dir", dir, "-join", "10.0.0.1"}, `-join "10.0.0.1": want host:port`},
+		{[]string{"server", "-dev", "-join", "127.0.0.1:8301"}, "-dev runs one node alone"},
+		{[]string{"server", "-dev", "-raft-timeout", "-1s"}, "-raft-timeout -1s"},
+	}
+	for _, tc := range tests {
+		_, stderr, code := run(t, context.Background(), tc.args...)
+		if code != exitUsage || !strings.Contains(stderr, tc.msg) {
+			t.Errorf("kvx %q: exit %d, stderr %q; want exit 2 with %q", tc.args, code, stderr, tc.msg)
+		}
+		if strings.Contains(stderr, "server started") || strings.Contains(stderr, "server stopped") {
+			t.Errorf("kvx %q started a server before refusing its options: %q", tc.args, stderr)
+		}
+	}
+	if _, err := os.Stat(dir); !os.IsNotExist(err) {
+		t.Errorf("a refused start touched its data dir: %v", err)
+	}
+}
+
+// A server that cannot bind its port exits 1, and does not say it stopped a
+// server that never started.
+func TestServerPortInUse(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	_, stderr, code := run(t, context.Background(), "server", "-dev", "-http-addr", ln.Addr().String(), "-raft-addr", "127.0.0.1:0")
+	if code != exitError || !strings.Contains(stderr, "address already in use") {
+		t.Fatalf("server on a taken port: exit %d, stderr %q; want exit 1, address already in use", code, stderr)
+	}
+	if strings.Contains(stderr, "server stopped") {
+		t.Fatalf("a server that never started logged that it stopped: %q", stderr)
 	}
 }
 

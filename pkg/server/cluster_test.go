@@ -25,6 +25,13 @@ func startNode(t *testing.T, opts server.Options) (*server.Server, *consulapi.Cl
 	if opts.RaftAddr == "" {
 		opts.RaftAddr = "127.0.0.1:0"
 	}
+	return startExact(t, opts)
+}
+
+// startExact starts a node with exactly the options given: what they leave
+// empty comes from the data dir, or the defaults.
+func startExact(t *testing.T, opts server.Options) (*server.Server, *consulapi.Client) {
+	t.Helper()
 	if os.Getenv("KVX_TEST_LOG") != "" {
 		opts.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug})).With("node", opts.NodeName)
 	}

@@ -18,92 +18,8 @@ import (
 	raftwal "github.com/hashicorp/raft-wal"
 	"github.com/hashicorp/raft-wal/metadb"
 
-	"github.com/kvxproject/kvx/pkg/metrics"
 	"github.com/kvxproject/kvx/pkg/server/state"
 )
-
-// Options configure a server. The zero value of a field means its default.
-type Options struct {
-	NodeName   string // default: the host name
-	Datacenter string // default "dc1"
-	Version    string // reported by /v1/agent/self
-
-	// Dev runs one node entirely in memory with fast Raft timers: nothing is
-	// written to disk and it is ready in well under a second.
-	Dev bool
-	// DataDir holds the Raft log (raft-wal) and snapshots. Required unless Dev.
-	DataDir string
-
-	HTTPAddr string // default "127.0.0.1:8500"; port 0 picks a free port
-	RaftAddr string // default "127.0.0.1:8300"; Raft, forwarding and join, on one port
-
-	// BootstrapExpect is how many servers form the first cluster. With 0 or 1
-	// and no Join addresses, the node bootstraps alone.
-	BootstrapExpect int
-	// Join lists Raft addresses of other servers to discover at start.
-	Join []string
-
-	// HeartbeatTimeout drives Raft's heartbeat, election and lease timers.
-	// Default 1s, or 50ms with Dev.
-	HeartbeatTimeout time.Duration
-	// SnapshotThreshold, SnapshotInterval and TrailingLogs tune when Raft
-	// snapshots and truncates its log; 0 keeps hashicorp/raft's defaults.
-	SnapshotThreshold uint64
-	SnapshotInterval  time.Duration
-	TrailingLogs      uint64
-	// TombstoneTTL is how long deleted keys keep their tombstones (default 15m).
-	TombstoneTTL time.Duration
-
-	Logger  *slog.Logger // nil discards
-	Metrics metrics.Sink // nil discards
-}
-
-func (o *Options) withDefaults() error {
-	if o.NodeName == "" {
-		h, err := os.Hostname()
-		if err != nil {
-			return fmt.Errorf("node name: %w", err)
-		}
-		o.NodeName = h
-	}
-	if o.Datacenter == "" {
-		o.Datacenter = "dc1"
-	}
-	if o.Version == "" {
-		o.Version = "dev"
-	}
-	if o.HTTPAddr == "" {
-		o.HTTPAddr = "127.0.0.1:8500"
-	}
-	if o.RaftAddr == "" {
-		o.RaftAddr = "127.0.0.1:8300"
-	}
-	if o.HeartbeatTimeout == 0 {
-		o.HeartbeatTimeout = time.Second
-		if o.Dev {
-			o.HeartbeatTimeout = 50 * time.Millisecond
-		}
-	}
-	if o.TombstoneTTL == 0 {
-		o.TombstoneTTL = 15 * time.Minute
-	}
-	if o.Logger == nil {
-		o.Logger = slog.New(slog.DiscardHandler)
-	}
-	if o.Metrics == nil {
-		o.Metrics = metrics.Discard
-	}
-	if !o.Dev && o.DataDir == "" {
-		return errors.New("a data dir is required (or run with -dev)")
-	}
-	if o.Dev && o.DataDir != "" {
-		return errors.New("-dev keeps everything in memory: drop -data-dir")
-	}
-	if o.BootstrapExpect < 0 {
-		return fmt.Errorf("bootstrap-expect %d: must be 0 or more", o.BootstrapExpect)
-	}
-	return nil
-}
 
 // Server is one kvx server node.
 type Server struct {
@@ -125,7 +41,9 @@ type Server struct {
 	blocking atomic.Int64 // blocking queries in flight
 	ready    atomic.Bool  // leader, and every entry of earlier terms is applied
 
-	cluster clusterState
+	cluster  clusterState
+	identity identityKeeper
+	started  bool // New returned it: Close says "server stopped"
 
 	peersMu        sync.Mutex
 	peers          map[string]peer // servers that said hello, for cluster formation
@@ -141,9 +59,29 @@ type Server struct {
 // serves HTTP. It returns once the ports are bound; WaitForLeader tells when it
 // can take writes.
 func New(opts Options) (_ *Server, err error) {
-	if err := opts.withDefaults(); err != nil {
+	if err := opts.Validate(); err != nil {
 		return nil, err
 	}
+	var (
+		stored identity
+		have   bool
+	)
+	if !opts.Dev {
+		if stored, have, err = loadIdentity(opts.DataDir); err != nil {
+			return nil, err
+		}
+		if err := resolveIdentity(&opts, stored, have); err != nil {
+			return nil, err
+		}
+	}
+	if opts.NodeName == "" {
+		h, err := os.Hostname()
+		if err != nil {
+			return nil, fmt.Errorf("node name: %w", err)
+		}
+		opts.NodeName = h
+	}
+	opts.withDefaults()
 	s := &Server{opts: opts, logger: opts.Logger, store: state.New(), shutdown: make(chan struct{})}
 	defer func() {
 		if err != nil {
@@ -153,9 +91,11 @@ func New(opts Options) (_ *Server, err error) {
 	if s.tel, err = newTelemetry(opts.Metrics); err != nil {
 		return nil, err
 	}
-	s.cluster.file = clusterFile(opts.DataDir)
-	if err := s.cluster.load(); err != nil {
-		return nil, err
+	if !opts.Dev {
+		s.identity.dataDir = opts.DataDir
+		s.cluster.persist = func(id clusterID) error {
+			return s.identity.update(func(i *identity) { i.ClusterID = id.String() })
+		}
 	}
 	if s.mux, err = newMux(opts.RaftAddr, &s.cluster, s.logger); err != nil {
 		return nil, err
@@ -165,6 +105,14 @@ func New(opts Options) (_ *Server, err error) {
 	}
 	if s.httpLn, err = net.Listen("tcp", opts.HTTPAddr); err != nil {
 		return nil, fmt.Errorf("listen http %s: %w", opts.HTTPAddr, err)
+	}
+	if !opts.Dev {
+		if have {
+			s.identity.id = stored // else the first start writes the file
+		}
+		if err := s.keepIdentity(stored.ClusterID); err != nil {
+			return nil, err
+		}
 	}
 	s.forwarder = &http.Client{Transport: &http.Transport{
 		DialContext: func(ctx context.Context, _, addr string) (net.Conn, error) {
@@ -191,8 +139,29 @@ func New(opts Options) (_ *Server, err error) {
 		defer s.wg.Done()
 		s.reportStats()
 	}()
+	s.started = true
 	s.logger.Info("server started", "node", opts.NodeName, "http", s.HTTPAddr(), "raft", s.RaftAddr(), "dev", opts.Dev)
 	return s, nil
+}
+
+// keepIdentity writes who this node is into its data dir, with the addresses
+// actually bound (a port 0 became a real port), and makes the cluster ID it
+// already knows (from its data dir) the one it uses.
+func (s *Server) keepIdentity(cluster string) error {
+	if cluster != "" {
+		id, err := parseClusterID(cluster)
+		if err != nil {
+			return err
+		}
+		s.cluster.id.Store(&id)
+	}
+	return s.identity.update(func(i *identity) {
+		i.ClusterID = cluster
+		i.Node = s.opts.NodeName
+		i.Datacenter = s.opts.Datacenter
+		i.RaftAddr = s.RaftAddr()
+		i.HTTPAddr = listenAddrToKeep(s.opts.HTTPAddr, s.httpLn.Addr())
+	})
 }
 
 func (s *Server) goServe(srv *http.Server, ln net.Listener) {
@@ -399,7 +368,9 @@ func (s *Server) Close() error {
 			}
 		}
 		s.closeErr = errors.Join(errs...)
-		s.logger.Info("server stopped", "node", s.opts.NodeName)
+		if s.started {
+			s.logger.Info("server stopped", "node", s.opts.NodeName)
+		}
 	})
 	return s.closeErr
 }
