@@ -5,6 +5,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"regexp"
 	"slices"
 	"strings"
@@ -180,6 +181,33 @@ func TestBenchKV(t *testing.T) {
 	}
 	if pairs, _, err := srv.Client.KV().List("b/", nil); err != nil || len(pairs) != 0 {
 		t.Fatalf("bench left %d keys behind (%v)", len(pairs), err)
+	}
+}
+
+// With -server-pid the bench samples the server's resident memory (here the
+// test process, which runs the server) and prints its peak per phase.
+func TestBenchKVServerRSS(t *testing.T) {
+	srv := servertest.Start(t)
+	out, stderr, code := run(t, context.Background(), "bench", "kv", "-addr", srv.HTTPAddr(),
+		"-duration", "300ms", "-writers", "2", "-readers", "2", "-keys", "20", "-prefix", "rss/", "-server-pid", strconv.Itoa(os.Getpid()))
+	if code != 0 {
+		t.Fatalf("bench: exit %d, %s", code, stderr)
+	}
+	line := regexp.MustCompile(`(?m)^(PUT|GET) .* errors 0  server RSS peak (\d+\.\d) MB, at end (\d+\.\d) MB$`)
+	m := line.FindAllStringSubmatch(out, -1)
+	if len(m) != 2 {
+		t.Fatalf("bench output has no RSS per phase: %q", out)
+	}
+	for _, l := range m {
+		peak, _ := strconv.ParseFloat(l[2], 64)
+		end, _ := strconv.ParseFloat(l[3], 64)
+		if peak < 1 || end < 1 || end > peak {
+			t.Fatalf("%s: RSS peak %v MB, end %v MB", l[1], peak, end)
+		}
+	}
+	_, stderr, code = run(t, context.Background(), "bench", "kv", "-addr", srv.HTTPAddr(), "-server-pid", "999999999")
+	if code != exitError || !strings.Contains(stderr, "server pid 999999999") {
+		t.Fatalf("bench with a missing server pid: exit %d, %q", code, stderr)
 	}
 }
 

@@ -29,6 +29,7 @@ type Server struct {
 	tel    *telemetry
 
 	raft      *raft.Raft
+	logs      raft.LogStore
 	transport *raft.NetworkTransport
 	mux       *muxListener
 	closers   []io.Closer
@@ -224,10 +225,15 @@ func (s *Server) startRaft() error {
 		}
 		logs, stable, snaps = wal, wal, fss
 	}
-	cached, err := raft.NewLogCache(1024, logs)
-	if err != nil {
-		return fmt.Errorf("raft log cache: %w", err)
+	cached := logs // -dev: the log is in memory already
+	if !o.Dev {
+		c, err := raft.NewLogCache(1024, logs)
+		if err != nil {
+			return fmt.Errorf("raft log cache: %w", err)
+		}
+		cached = c
 	}
+	s.logs = cached
 	s.transport = raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
 		Stream: raftLayer{s.mux.raft, &s.cluster}, MaxPool: 4, Timeout: 10 * time.Second, Logger: conf.Logger.Named("transport"),
 	})
