@@ -2,6 +2,7 @@ package main
 
 import (
 	"errors"
+	"fmt"
 	"os/exec"
 	"strings"
 	"syscall"
@@ -50,6 +51,12 @@ func TestServerProcessRestartsFromDataDirAlone(t *testing.T) {
 		}
 	}
 
+	quiet := func(p *proc) {
+		t.Helper()
+		if log := p.log.String(); strings.Contains(log, "level=WARN") || strings.Contains(log, "level=ERROR") {
+			t.Fatalf("a single node's start and SIGTERM logged a warning or an error:\n%s", log)
+		}
+	}
 	p := startExactProc(t, bin, "server", "-data-dir", dir, "-node", "n7", "-datacenter", "dc7",
 		"-raft-addr", raftAddr, "-http-addr", httpAddr, "-raft-timeout", "300ms")
 	servertest.Eventually(t, "a leader", func() bool { l, err := p.c.Status().Leader(); return err == nil && l != "" })
@@ -58,10 +65,12 @@ func TestServerProcessRestartsFromDataDirAlone(t *testing.T) {
 	}
 	check(p, httpAddr)
 	stopProc(t, p)
+	quiet(p)
 
 	p = startExactProc(t, bin, "server", "-data-dir", dir)
 	check(p, httpAddr)
 	stopProc(t, p)
+	quiet(p)
 
 	for _, bad := range [][]string{
 		{"-node", "n8"},
@@ -90,4 +99,54 @@ func TestServerProcessRestartsFromDataDirAlone(t *testing.T) {
 	p = startExactProc(t, bin, "server", "-data-dir", dir)
 	check(p, httpAddr2)
 	stopProc(t, p)
+}
+
+// A three-node cluster of real processes stopped with SIGTERM, one node
+// after the other, logs no error: not when the leader goes first, not when
+// the followers do. (The nodes left running see their peers go, which is a
+// warning: each stopping node says goodbye first.)
+func TestClusterOfProcessesStopsWithoutErrors(t *testing.T) {
+	if testing.Short() {
+		t.Skip("end to end with real processes: skipped under -short")
+	}
+	bin := buildKVX(t)
+	for _, leaderFirst := range []bool{true, false} {
+		raftAddrs := []string{servertest.FreeAddr(t), servertest.FreeAddr(t), servertest.FreeAddr(t)}
+		ps := make([]*proc, 3)
+		for i := range ps {
+			args := []string{"-node", fmt.Sprintf("n%d", i+1), "-data-dir", t.TempDir(), "-raft-addr", raftAddrs[i], "-bootstrap-expect", "3"}
+			if i > 0 {
+				args = append(args, "-join", raftAddrs[0])
+			}
+			ps[i] = startProc(t, bin, args...)
+		}
+		var leader int
+		servertest.Eventually(t, "a leader", func() bool { leader = leaderOf(ps); return leader >= 0 })
+		for _, p := range ps {
+			if _, err := p.c.KV().Put(&consulapi.KVPair{Key: "e2e/k", Value: []byte("v")}, nil); err != nil {
+				t.Fatal(err)
+			}
+		}
+		order := []int{}
+		for i := range ps {
+			if i != leader {
+				order = append(order, i)
+			}
+		}
+		if leaderFirst {
+			order = append([]int{leader}, order...)
+		} else {
+			order = append(order, leader)
+		}
+		for _, i := range order {
+			stopProc(t, ps[i])
+		}
+		for i, p := range ps {
+			for _, line := range strings.Split(p.log.String(), "\n") {
+				if strings.Contains(line, "level=ERROR") {
+					t.Errorf("leader first %v: node n%d logged an error: %s", leaderFirst, i+1, line)
+				}
+			}
+		}
+	}
 }

@@ -42,9 +42,10 @@ type Server struct {
 	blocking atomic.Int64 // blocking queries in flight
 	ready    atomic.Bool  // leader, and every entry of earlier terms is applied
 
-	cluster  clusterState
-	identity identityKeeper
-	started  bool // New returned it: Close says "server stopped"
+	cluster   clusterState
+	logPolicy logPolicy // Raft messages whose level depends on the cluster's state
+	identity  identityKeeper
+	started   bool // New returned it: Close says "server stopped"
 
 	peersMu        sync.Mutex
 	peers          map[string]peer // servers that said hello, for cluster formation
@@ -179,7 +180,7 @@ func (s *Server) startRaft() error {
 	o := s.opts
 	conf := raft.DefaultConfig()
 	conf.LocalID = raft.ServerID(o.NodeName)
-	conf.Logger = newHCLogger(s.logger)
+	conf.Logger = newHCLogger(s.logger, &s.logPolicy)
 	conf.HeartbeatTimeout = o.HeartbeatTimeout
 	conf.ElectionTimeout = o.HeartbeatTimeout
 	conf.LeaderLeaseTimeout = o.HeartbeatTimeout / 2
@@ -235,7 +236,7 @@ func (s *Server) startRaft() error {
 	}
 	s.logs = cached
 	s.transport = raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
-		Stream: raftLayer{s.mux.raft, &s.cluster}, MaxPool: 4, Timeout: 10 * time.Second, Logger: conf.Logger.Named("transport"),
+		Stream: raftLayer{s.mux.raft, &s.cluster, &s.logPolicy}, MaxPool: 4, Timeout: 10 * time.Second, Logger: conf.Logger.Named("transport"),
 	})
 	hasState, err := raft.HasExistingState(cached, stable, snaps)
 	if err != nil {
@@ -310,28 +311,69 @@ func (s *Server) Run(ctx context.Context) error {
 	return s.Close()
 }
 
-// handOverLeadership asks another voter to take over before a leader stops,
-// so that a rolling restart costs a hand-over instead of an election timeout.
+// handOverLeadership asks another voter, one that has not said goodbye,
+// to take over before a leader stops, so that a rolling restart costs a
+// hand-over instead of an election timeout.
 func (s *Server) handOverLeadership() {
 	if s.raft == nil || s.raft.State() != raft.Leader {
 		return
 	}
 	servers, _, err := s.raftConfiguration()
-	if err != nil || len(servers) < 2 {
+	if err != nil {
 		return
 	}
+	left := s.logPolicy.hasLeft()
+	var to *raft.Server
+	for i, srv := range servers {
+		if srv.Suffrage == raft.Voter && srv.ID != raft.ServerID(s.opts.NodeName) && !left[string(srv.Address)] {
+			to = &servers[i]
+			break
+		}
+	}
+	if to == nil {
+		return // alone, or every other voter has stopped
+	}
 	done := make(chan error, 1)
-	go func() { done <- s.raft.LeadershipTransfer().Error() }()
+	go func() { done <- s.raft.LeadershipTransferToServer(to.ID, to.Address).Error() }()
 	select {
 	case err := <-done:
 		if err != nil {
-			s.logger.Warn("leadership transfer", "err", err)
+			s.logger.Warn("leadership transfer", "to", to.ID, "err", err)
 		} else {
-			s.logger.Info("leadership handed over", "node", s.opts.NodeName)
+			s.logger.Info("leadership handed over", "node", s.opts.NodeName, "to", to.ID)
 		}
 	case <-time.After(3 * time.Second):
-		s.logger.Warn("leadership transfer timed out", "node", s.opts.NodeName)
+		s.logger.Warn("leadership transfer timed out", "node", s.opts.NodeName, "to", to.ID)
 	}
+}
+
+// sayGoodbye tells every other server that this one is stopping cleanly, so
+// that they log its absence as expected rather than as an error (see
+// logPolicy). It waits at most a second.
+func (s *Server) sayGoodbye() {
+	if s.raft == nil {
+		return
+	}
+	servers, _, err := s.raftConfiguration()
+	if err != nil {
+		return
+	}
+	me := s.self()
+	var wg sync.WaitGroup
+	for _, srv := range servers {
+		if string(srv.Address) == me.RaftAddr {
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var ok bool
+			if err := s.internalCallTimeout(string(srv.Address), "/internal/v1/goodbye", me, &ok, time.Second); err != nil {
+				s.logger.Debug("goodbye", "to", srv.ID, "err", err)
+			}
+		}()
+	}
+	wg.Wait()
 }
 
 // Close stops serving, wakes every blocking query, and shuts Raft down
@@ -352,7 +394,10 @@ func (s *Server) Close() error {
 		if s.httpLn != nil {
 			s.httpLn.Close()
 		}
-		s.handOverLeadership()
+		if s.started {
+			s.sayGoodbye()
+			s.handOverLeadership()
+		}
 		if s.raft != nil {
 			if err := s.raft.Shutdown().Error(); err != nil {
 				errs = append(errs, fmt.Errorf("raft shutdown: %w", err))
