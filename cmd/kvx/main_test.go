@@ -106,6 +106,34 @@ func TestServerPortInUse(t *testing.T) {
 	}
 }
 
+// KVX_* variables count as flags: one that contradicts the data dir's
+// identity is refused like the flag, and the flag wins over the variable.
+func TestServerEnvironmentAgainstStoredIdentity(t *testing.T) {
+	dir := t.TempDir()
+	ctx, cancel := context.WithCancel(context.Background())
+	var errOut servertest.Buffer
+	done := make(chan error, 1)
+	go func() {
+		done <- execute(ctx, []string{"server", "-data-dir", dir, "-node", "stored", "-http-addr", "127.0.0.1:0", "-raft-addr", "127.0.0.1:0", "-raft-timeout", "100ms"},
+			strings.NewReader(""), &servertest.Buffer{}, &errOut)
+	}()
+	servertest.Eventually(t, "the first start", func() bool { return strings.Contains(errOut.String(), "msg=ready") })
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("first start: %v", err)
+	}
+	t.Setenv("KVX_NODE", "other")
+	_, stderr, code := run(t, context.Background(), "server", "-data-dir", dir)
+	if code != exitUsage || !strings.Contains(stderr, `belongs to -node "stored"`) || !strings.Contains(stderr, `-node is "other"`) {
+		t.Fatalf("KVX_NODE=other on a data dir of node stored: exit %d, %q; want exit 2 naming both", code, stderr)
+	}
+	t.Setenv("KVX_NODE", "stored")
+	_, stderr, code = run(t, context.Background(), "server", "-data-dir", dir, "-node", "flagged")
+	if code != exitUsage || !strings.Contains(stderr, `-node is "flagged"`) {
+		t.Fatalf("-node flagged with KVX_NODE=stored: exit %d, %q; want the flag's value refused", code, stderr)
+	}
+}
+
 func TestConsulStyleArgs(t *testing.T) {
 	root := newRootCmd(nil, nil, nil)
 	got := consulStyleArgs(root, []string{"server", "-dev", "-data-dir=/x", "-h", "--node", "n", "-join", "a", "--", "-dev"})
