@@ -56,6 +56,7 @@ Consul-compatible address, so the same run can measure another server.`,
 	f.IntVar(&o.ValueSize, "value-size", 128, "bytes per value")
 	f.IntVar(&o.Keys, "keys", 10000, "distinct keys written and read")
 	f.StringVar(&o.Prefix, "prefix", "", "key prefix, removed at the end (default: kvx-bench/<unique>/)")
+	f.IntVar(&o.ServerPID, "server-pid", 0, "the server's process id, on this machine: print its peak and end RSS for each phase (Linux)")
 	return cmd
 }
 

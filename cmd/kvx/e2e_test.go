@@ -43,8 +43,14 @@ var startedLine = regexp.MustCompile(`msg="server started" node=\S+ http=(127\.0
 
 func startProc(t *testing.T, bin string, args ...string) *proc {
 	t.Helper()
+	return startExactProc(t, bin, append([]string{"server", "-http-addr", "127.0.0.1:0", "-raft-timeout", "300ms"}, args...)...)
+}
+
+// startExactProc runs bin with exactly args, and waits for "server started".
+func startExactProc(t *testing.T, bin string, args ...string) *proc {
+	t.Helper()
 	p := &proc{log: &servertest.Buffer{}}
-	p.cmd = exec.Command(bin, append([]string{"server", "-http-addr", "127.0.0.1:0", "-raft-timeout", "300ms"}, args...)...)
+	p.cmd = exec.Command(bin, args...)
 	p.cmd.Stderr = p.log
 	if err := p.cmd.Start(); err != nil {
 		t.Fatal(err)

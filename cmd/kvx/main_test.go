@@ -2,8 +2,12 @@ package main
 
 import (
 	"context"
+	"net"
+	"os"
+	"path/filepath"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -39,7 +43,7 @@ func TestExitCodes(t *testing.T) {
 		{[]string{"frobnicate"}, exitUsage, "unknown command"},
 		{[]string{"server", "--no-such-flag"}, exitUsage, "unknown flag"},
 		{[]string{"server", "-bootstrap-expect", "many"}, exitUsage, "invalid argument"},
-		{[]string{"server", "-node", "x", "-http-addr", "127.0.0.1:0", "-raft-addr", "127.0.0.1:0"}, exitError, "data dir is required"},
+		{[]string{"server", "-node", "x", "-http-addr", "127.0.0.1:0", "-raft-addr", "127.0.0.1:0"}, exitUsage, "data dir is required"},
 		{[]string{"server", "-dev", "-log-level", "loud"}, exitUsage, "log level"},
 		{[]string{"bench", "kv", "-writers", "0", "-readers", "0"}, exitError, "need at least one worker"},
 	}
@@ -48,6 +52,85 @@ func TestExitCodes(t *testing.T) {
 		if code != tc.code || !strings.Contains(stderr, tc.msg) {
 			t.Errorf("kvx %q: exit %d, stderr %q; want exit %d with %q", tc.args, code, stderr, tc.code, tc.msg)
 		}
+	}
+}
+
+// Bad server options are usage errors (exit 2), found before anything is
+// opened or bound: the data dir is not created, no port is taken.
+func TestServerUsageErrors(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "never-created")
+	tests := []struct {
+		args []string
+		msg  string
+	}{
+		{[]string{"server"}, "a data dir is required"},
+		{[]string{"server", "-node", "n1"}, "a data dir is required"},
+		{[]string{"server", "-dev", "-data-dir", dir}, "-dev keeps everything in memory: drop -data-dir"},
+		{[]string{"server", "-data-dir", dir, "-bootstrap-expect", "-1"}, "-bootstrap-expect -1: must be 0 or more"},
+		{[]string{"server", "-data-dir", dir, "-http-addr", "127.0.0.1:65536"}, `-http-addr "127.0.0.1:65536": port "65536" is not a number from 0 to 65535`},
+		{[]string{"server", "-data-dir", dir, "-raft-addr", "127.0.0.1:-1"}, `-raft-addr "127.0.0.1:-1": port "-1"`},
+		{[]string{"server", "-data-dir", dir, "-http-addr", "localhost"}, `-http-addr "localhost": want host:port`},
+		{[]string{"server", "-data-dir", dir, "-raft-addr", "0.0.0.0:8300"}, "give a routable address"},
+		{[]string{"server", "-data-dir", dir, "-join", "10.0.0.1"}, `-join "10.0.0.1": want host:port`},
+		{[]string{"server", "-dev", "-join", "127.0.0.1:8301"}, "-dev runs one node alone"},
+		{[]string{"server", "-dev", "-raft-timeout", "-1s"}, "-raft-timeout -1s"},
+	}
+	for _, tc := range tests {
+		_, stderr, code := run(t, context.Background(), tc.args...)
+		if code != exitUsage || !strings.Contains(stderr, tc.msg) {
+			t.Errorf("kvx %q: exit %d, stderr %q; want exit 2 with %q", tc.args, code, stderr, tc.msg)
+		}
+		if strings.Contains(stderr, "server started") || strings.Contains(stderr, "server stopped") {
+			t.Errorf("kvx %q started a server before refusing its options: %q", tc.args, stderr)
+		}
+	}
+	if _, err := os.Stat(dir); !os.IsNotExist(err) {
+		t.Errorf("a refused start touched its data dir: %v", err)
+	}
+}
+
+// A server that cannot bind its port exits 1, and does not say it stopped a
+// server that never started.
+func TestServerPortInUse(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	_, stderr, code := run(t, context.Background(), "server", "-dev", "-http-addr", ln.Addr().String(), "-raft-addr", "127.0.0.1:0")
+	if code != exitError || !strings.Contains(stderr, "address already in use") {
+		t.Fatalf("server on a taken port: exit %d, stderr %q; want exit 1, address already in use", code, stderr)
+	}
+	if strings.Contains(stderr, "server stopped") {
+		t.Fatalf("a server that never started logged that it stopped: %q", stderr)
+	}
+}
+
+// KVX_* variables count as flags: one that contradicts the data dir's
+// identity is refused like the flag, and the flag wins over the variable.
+func TestServerEnvironmentAgainstStoredIdentity(t *testing.T) {
+	dir := t.TempDir()
+	ctx, cancel := context.WithCancel(context.Background())
+	var errOut servertest.Buffer
+	done := make(chan error, 1)
+	go func() {
+		done <- execute(ctx, []string{"server", "-data-dir", dir, "-node", "stored", "-http-addr", "127.0.0.1:0", "-raft-addr", "127.0.0.1:0", "-raft-timeout", "100ms"},
+			strings.NewReader(""), &servertest.Buffer{}, &errOut)
+	}()
+	servertest.Eventually(t, "the first start", func() bool { return strings.Contains(errOut.String(), "msg=ready") })
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("first start: %v", err)
+	}
+	t.Setenv("KVX_NODE", "other")
+	_, stderr, code := run(t, context.Background(), "server", "-data-dir", dir)
+	if code != exitUsage || !strings.Contains(stderr, `belongs to -node "stored"`) || !strings.Contains(stderr, `-node is "other"`) {
+		t.Fatalf("KVX_NODE=other on a data dir of node stored: exit %d, %q; want exit 2 naming both", code, stderr)
+	}
+	t.Setenv("KVX_NODE", "stored")
+	_, stderr, code = run(t, context.Background(), "server", "-data-dir", dir, "-node", "flagged")
+	if code != exitUsage || !strings.Contains(stderr, `-node is "flagged"`) {
+		t.Fatalf("-node flagged with KVX_NODE=stored: exit %d, %q; want the flag's value refused", code, stderr)
 	}
 }
 
@@ -126,6 +209,33 @@ func TestBenchKV(t *testing.T) {
 	}
 	if pairs, _, err := srv.Client.KV().List("b/", nil); err != nil || len(pairs) != 0 {
 		t.Fatalf("bench left %d keys behind (%v)", len(pairs), err)
+	}
+}
+
+// With -server-pid the bench samples the server's resident memory (here the
+// test process, which runs the server) and prints its peak per phase.
+func TestBenchKVServerRSS(t *testing.T) {
+	srv := servertest.Start(t)
+	out, stderr, code := run(t, context.Background(), "bench", "kv", "-addr", srv.HTTPAddr(),
+		"-duration", "300ms", "-writers", "2", "-readers", "2", "-keys", "20", "-prefix", "rss/", "-server-pid", strconv.Itoa(os.Getpid()))
+	if code != 0 {
+		t.Fatalf("bench: exit %d, %s", code, stderr)
+	}
+	line := regexp.MustCompile(`(?m)^(PUT|GET) .* errors 0  server RSS peak (\d+\.\d) MB, at end (\d+\.\d) MB$`)
+	m := line.FindAllStringSubmatch(out, -1)
+	if len(m) != 2 {
+		t.Fatalf("bench output has no RSS per phase: %q", out)
+	}
+	for _, l := range m {
+		peak, _ := strconv.ParseFloat(l[2], 64)
+		end, _ := strconv.ParseFloat(l[3], 64)
+		if peak < 1 || end < 1 || end > peak {
+			t.Fatalf("%s: RSS peak %v MB, end %v MB", l[1], peak, end)
+		}
+	}
+	_, stderr, code = run(t, context.Background(), "bench", "kv", "-addr", srv.HTTPAddr(), "-server-pid", "999999999")
+	if code != exitError || !strings.Contains(stderr, "server pid 999999999") {
+		t.Fatalf("bench with a missing server pid: exit %d, %q", code, stderr)
 	}
 }
 

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"time"
 
@@ -24,17 +25,19 @@ func newServerCmd() *cobra.Command {
 		Short: "Run a Consul-compatible, Raft-replicated KV server",
 		Long: `Run a kvx server node. With -dev, one node in memory on 127.0.0.1:8500.
 Otherwise durable in -data-dir; three or five nodes form a cluster with
--bootstrap-expect and -join.`,
+-bootstrap-expect and -join. The data dir remembers the node's name,
+datacenter and addresses from its first start, so a restart needs only
+-data-dir; a restart with another -node, -datacenter or -raft-addr is refused.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return runServer(cmd, o) },
 	}
 	f := cmd.Flags()
 	f.BoolVar(&o.Dev, "dev", false, "one node, in memory, fast timers: for a laptop or a test")
-	f.StringVar(&o.DataDir, "data-dir", "", "directory for the Raft log and snapshots (required without -dev)")
-	f.StringVar(&o.NodeName, "node", "", "node name, unique in the cluster (default: host name)")
-	f.StringVar(&o.Datacenter, "datacenter", "dc1", "datacenter name reported to clients")
-	f.StringVar(&o.HTTPAddr, "http-addr", "127.0.0.1:8500", "address of the Consul-compatible HTTP API")
-	f.StringVar(&o.RaftAddr, "raft-addr", "127.0.0.1:8300", "address for Raft, request forwarding and joins; other servers dial it")
+	f.StringVar(&o.DataDir, "data-dir", "", "directory for the Raft log, snapshots and the node's identity (required without -dev)")
+	f.StringVar(&o.NodeName, "node", "", "node name, unique in the cluster (default: the data dir's, else the host name)")
+	f.StringVar(&o.Datacenter, "datacenter", "", "datacenter name reported to clients (default: the data dir's, else "+server.DefaultDatacenter+")")
+	f.StringVar(&o.HTTPAddr, "http-addr", "", "address of the Consul-compatible HTTP API (default: the data dir's, else "+server.DefaultHTTPAddr+")")
+	f.StringVar(&o.RaftAddr, "raft-addr", "", "address for Raft, request forwarding and joins; other servers dial it (default: the data dir's, else "+server.DefaultRaftAddr+")")
 	f.IntVar(&o.BootstrapExpect, "bootstrap-expect", 0, "servers that form the first cluster (0 or 1 with no -join: this node alone)")
 	f.StringSliceVar(&o.Join, "join", nil, "raft address of another server to join (repeatable, or comma separated)")
 	f.DurationVar(&o.HeartbeatTimeout, "raft-timeout", 0, "Raft heartbeat and election timeout (default 1s, 50ms with -dev)")
@@ -45,6 +48,11 @@ Otherwise durable in -data-dir; three or five nodes form a cluster with
 }
 
 func runServer(cmd *cobra.Command, o *serverOptions) error {
+	// Everything that can be checked without the data dir or the network is
+	// checked before anything is opened or bound: a usage error, exit 2.
+	if err := o.Validate(); err != nil {
+		return usageError{err}
+	}
 	logger, err := newLogger(cmd.ErrOrStderr(), o.logLevel, o.logJSON)
 	if err != nil {
 		return err
@@ -62,6 +70,9 @@ func runServer(cmd *cobra.Command, o *serverOptions) error {
 	}
 	started := time.Now()
 	srv, err := server.New(opts)
+	if errors.Is(err, server.ErrIdentityMismatch) || errors.Is(err, server.ErrInvalidOptions) {
+		return usageError{err} // flags that contradict the data dir
+	}
 	if err != nil {
 		return fmt.Errorf("start server: %w", err)
 	}

@@ -25,6 +25,9 @@ type KVOptions struct {
 	ValueSize int
 	Keys      int    // distinct keys written and read
 	Prefix    string // every key lives under it; removed at the end
+	// ServerPID, when set, is the server's process (on this machine): its
+	// resident memory is sampled during each phase (Linux /proc).
+	ServerPID int
 }
 
 func (o *KVOptions) validate() error {
@@ -41,6 +44,13 @@ func (o *KVOptions) validate() error {
 		return fmt.Errorf("bench: keys %d must be positive", o.Keys)
 	case o.Prefix == "":
 		return errors.New("bench: a key prefix is required")
+	case o.ServerPID < 0:
+		return fmt.Errorf("bench: server pid %d must be positive", o.ServerPID)
+	}
+	if o.ServerPID > 0 {
+		if _, err := readRSS(o.ServerPID); err != nil {
+			return fmt.Errorf("bench: server pid %d: %w", o.ServerPID, err)
+		}
 	}
 	return nil
 }
@@ -56,14 +66,21 @@ type Result struct {
 	P90     time.Duration
 	P99     time.Duration
 	Max     time.Duration
+	// With KVOptions.ServerPID: the server's largest resident set seen during
+	// the phase, and the last one, at its end (bytes).
+	PeakRSS, EndRSS uint64
 }
 
 // Rate is successful operations a second.
 func (r Result) Rate() float64 { return float64(r.Ops) / r.Elapsed.Seconds() }
 
 func (r Result) String() string {
-	return fmt.Sprintf("%-3s %4d workers %8d ops in %5.1fs  %9.0f/s  p50 %-9s p90 %-9s p99 %-9s max %-9s errors %d",
+	s := fmt.Sprintf("%-3s %4d workers %8d ops in %5.1fs  %9.0f/s  p50 %-9s p90 %-9s p99 %-9s max %-9s errors %d",
 		r.Op, r.Workers, r.Ops, r.Elapsed.Seconds(), r.Rate(), round(r.P50), round(r.P90), round(r.P99), round(r.Max), r.Errors)
+	if r.PeakRSS > 0 {
+		s += fmt.Sprintf("  server RSS peak %.1f MB, at end %.1f MB", float64(r.PeakRSS)/1e6, float64(r.EndRSS)/1e6)
+	}
+	return s
 }
 
 func round(d time.Duration) time.Duration {
@@ -211,6 +228,10 @@ func phase(ctx context.Context, o KVOptions, op string, workers int, value []byt
 		lats     []time.Duration
 		firstErr error
 	)
+	var rss rssSampler
+	if o.ServerPID > 0 {
+		rss.start(o.ServerPID, 100*time.Millisecond)
+	}
 	start := time.Now()
 	for w := 0; w < workers; w++ {
 		wg.Add(1)
@@ -246,6 +267,9 @@ func phase(ctx context.Context, o KVOptions, op string, workers int, value []byt
 	}
 	wg.Wait()
 	res := Result{Op: op, Workers: workers, Ops: int64(len(lats)), Errors: errs.Load(), Elapsed: time.Since(start)}
+	if o.ServerPID > 0 {
+		res.PeakRSS, res.EndRSS = rss.stop()
+	}
 	if len(lats) == 0 {
 		if firstErr == nil {
 			firstErr = errors.New("no operation completed")

@@ -74,7 +74,11 @@ func BenchmarkBlockingFanout(b *testing.B) {
 					}()
 				}
 				started.Wait()
-				time.Sleep(300 * time.Millisecond) // let every query reach the server and block
+				// Every query must be blocking on the server before the write.
+				servertest.Eventually(b, "every query blocking", func() bool {
+					self, err := srv.Client.Agent().Self()
+					return err == nil && self["Stats"]["raft"].(map[string]any)["blocking_queries"] == strconv.Itoa(n)
+				})
 				b.StartTimer()
 				t0 := time.Now()
 				put(fmt.Sprint("w", i))

@@ -157,11 +157,15 @@ func (s *Server) discoverRound(known map[string]peer) {
 
 // internalCall posts JSON to another server's internal HTTP endpoint over the mux.
 func (s *Server) internalCall(raftAddr, path string, in, out any) error {
+	return s.internalCallTimeout(raftAddr, path, in, out, 3*time.Second)
+}
+
+func (s *Server) internalCallTimeout(raftAddr, path string, in, out any, timeout time.Duration) error {
 	body, err := json.Marshal(in)
 	if err != nil {
 		return err
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+raftAddr+path, bytes.NewReader(body))
 	if err != nil {
@@ -186,7 +190,20 @@ func (s *Server) internalHandler(public http.Handler) http.Handler {
 	mux.Handle("/", public)
 	mux.HandleFunc("POST /internal/v1/hello", s.handleHello)
 	mux.HandleFunc("POST /internal/v1/join", s.handleJoin)
+	mux.HandleFunc("POST /internal/v1/goodbye", s.handleGoodbye)
 	return mux
+}
+
+// handleGoodbye hears that a peer is stopping cleanly (see sayGoodbye).
+func (s *Server) handleGoodbye(w http.ResponseWriter, r *http.Request) {
+	var p peer
+	if err := json.NewDecoder(io.LimitReader(r.Body, 1<<20)).Decode(&p); err != nil || p.RaftAddr == "" {
+		http.Error(w, "bad goodbye", http.StatusBadRequest)
+		return
+	}
+	s.logPolicy.peerLeft(p.Name, p.RaftAddr)
+	s.logger.Info("server stopping", "node", p.Name, "raft", p.RaftAddr)
+	writeJSON(w, http.StatusOK, true)
 }
 
 func (s *Server) handleHello(w http.ResponseWriter, r *http.Request) {

@@ -25,6 +25,13 @@ func startNode(t *testing.T, opts server.Options) (*server.Server, *consulapi.Cl
 	if opts.RaftAddr == "" {
 		opts.RaftAddr = "127.0.0.1:0"
 	}
+	return startExact(t, opts)
+}
+
+// startExact starts a node with exactly the options given: what they leave
+// empty comes from the data dir, or the defaults.
+func startExact(t *testing.T, opts server.Options) (*server.Server, *consulapi.Client) {
+	t.Helper()
 	if os.Getenv("KVX_TEST_LOG") != "" {
 		opts.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug})).With("node", opts.NodeName)
 	}
@@ -72,22 +79,26 @@ func TestStatusAgentOperatorMetrics(t *testing.T) {
 	if err != nil || len(conf.Servers) != 1 || !conf.Servers[0].Leader || !conf.Servers[0].Voter || conf.Servers[0].Node != "kvx-node" {
 		t.Fatalf("raft configuration = %+v, %v", conf, err)
 	}
-	mustPut(t, c.KV(), "m", "1")
-	m, err := c.Agent().Metrics()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var sawHTTP bool
-	for _, s := range m.Samples {
-		sawHTTP = sawHTTP || s.Name == "kvx.api.http"
-	}
-	if !sawHTTP {
-		t.Fatalf("agent metrics have no kvx.api.http sample: %+v", m.Samples)
-	}
-	code, body, _ := rawDo(t, "GET", "http://"+srv.HTTPAddr()+"/v1/agent/metrics?format=prometheus", nil)
-	if code != 200 || !strings.Contains(body, "kvx_api_http_count") {
-		t.Fatalf("prometheus metrics = %d %q", code, body)
-	}
+	// /v1/agent/metrics answers, as Consul's does, with the last finished
+	// 10 s interval once there is one: a write made in the current interval
+	// shows only after the next boundary. So write, and look, until both
+	// formats show a request.
+	servertest.Eventually(t, "an api.http sample in both formats", func() bool {
+		mustPut(t, c.KV(), "m", "1")
+		m, err := c.Agent().Metrics()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var sawHTTP bool
+		for _, s := range m.Samples {
+			sawHTTP = sawHTTP || s.Name == "kvx.api.http"
+		}
+		code, body, _ := rawDo(t, "GET", "http://"+srv.HTTPAddr()+"/v1/agent/metrics?format=prometheus", nil)
+		if code != 200 {
+			t.Fatalf("prometheus metrics = %d %q", code, body)
+		}
+		return sawHTTP && strings.Contains(body, "kvx_api_http_count")
+	})
 }
 
 func TestRestartRecoversEveryAcknowledgedWrite(t *testing.T) {

@@ -3,10 +3,7 @@ package server
 import (
 	"crypto/sha256"
 	"encoding/hex"
-	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
 	"sort"
 	"strings"
 	"sync/atomic"
@@ -23,7 +20,7 @@ import (
 // The ID is derived from the bootstrap configuration, so every node that
 // bootstraps with the same servers computes the same ID; a node that joins
 // learns it in the hello handshake, before it asks to be added. It is kept in
-// <data-dir>/cluster-id.
+// the node's identity file (identity.go).
 //
 // Raft connections need the same, known ID on both sides: the dialer sends
 // its ID and the acceptor answers with its own, and either side hangs up on a
@@ -64,8 +61,8 @@ func clusterIDFor(servers []raft.Server) clusterID {
 // clusterState holds this node's cluster ID, readable without locks by every
 // dial and accept.
 type clusterState struct {
-	id   atomic.Pointer[clusterID]
-	file string // empty with -dev
+	id      atomic.Pointer[clusterID]
+	persist func(clusterID) error // nil with -dev
 }
 
 func (c *clusterState) get() clusterID {
@@ -75,38 +72,21 @@ func (c *clusterState) get() clusterID {
 	return zeroCluster
 }
 
-// load reads a persisted ID, if any.
-func (c *clusterState) load() error {
-	if c.file == "" {
-		return nil
-	}
-	b, err := os.ReadFile(c.file)
-	if errors.Is(err, os.ErrNotExist) {
-		return nil
-	}
-	if err != nil {
-		return fmt.Errorf("read cluster id: %w", err)
-	}
-	id, err := parseClusterID(string(b))
-	if err != nil {
-		return fmt.Errorf("%s: %w", c.file, err)
-	}
-	c.id.Store(&id)
-	return nil
-}
-
-// set records the ID (persisting it) unless one is known already.
+// set records the ID (persisting it) unless one is known already. It
+// reports an ID other than the one known as an error.
 func (c *clusterState) set(id clusterID) error {
-	if id == zeroCluster || c.get() != zeroCluster {
+	if id == zeroCluster {
 		return nil
 	}
-	if c.file != "" {
-		tmp := c.file + ".tmp"
-		if err := os.WriteFile(tmp, []byte(id.String()+"\n"), 0o600); err != nil {
-			return fmt.Errorf("write cluster id: %w", err)
+	if mine := c.get(); mine != zeroCluster {
+		if mine != id {
+			return fmt.Errorf("this node belongs to cluster %s, not %s", mine, id)
 		}
-		if err := os.Rename(tmp, c.file); err != nil {
-			return fmt.Errorf("write cluster id: %w", err)
+		return nil
+	}
+	if c.persist != nil {
+		if err := c.persist(id); err != nil {
+			return fmt.Errorf("keep cluster id: %w", err)
 		}
 	}
 	c.id.Store(&id)
@@ -120,11 +100,4 @@ func (c *clusterState) accepts(kind byte, peer clusterID) bool {
 		return mine != zeroCluster && peer == mine
 	}
 	return mine == zeroCluster || peer == zeroCluster || peer == mine
-}
-
-func clusterFile(dataDir string) string {
-	if dataDir == "" {
-		return ""
-	}
-	return filepath.Join(dataDir, "cluster-id")
 }

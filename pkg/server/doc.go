@@ -16,7 +16,25 @@
 // raft-wal makes one fsync per append batch where bolt makes two, and does no
 // B-tree bookkeeping, so it is faster at every concurrency; it is what Consul
 // 1.22 uses on fresh data dirs. -dev keeps log, stable store and snapshots in
-// memory.
+// memory; as only a snapshot truncates that log, -dev snapshots every 4096
+// entries (checked every 200-400 ms) and keeps 1024, which holds its RSS
+// near 50 MB under a sustained write load where raft's defaults let it grow
+// by about 1.5 KB per write for minutes.
+//
+// # Identity
+//
+// A durable node writes its name, datacenter, addresses and cluster ID to
+// <data-dir>/node-identity.json at its first start, and takes from it what a
+// restart does not give; options that contradict it are refused
+// (identity.go).
+//
+// # Logs
+//
+// Raft logs through hclog, implemented over the server's slog logger
+// (hclog.go), which also sets the level of the Raft messages that are normal
+// in one case and a fault in another; a stopping server says goodbye to its
+// peers so that its absence is not logged as an error. Requests are logged
+// by one wrapper (http_log.go): failures at Info, everything at Debug.
 //
 // # Writes and reads
 //

@@ -42,6 +42,9 @@ func badRequest(msg string) error { return &httpError{code: http.StatusBadReques
 
 // writeError is the one place errors become HTTP statuses.
 func (s *Server) writeError(w http.ResponseWriter, err error) {
+	if rec, ok := w.(*statusRecorder); ok {
+		rec.err = err
+	}
 	code, msg := http.StatusInternalServerError, err.Error()
 	var he *httpError
 	switch {
@@ -108,7 +111,7 @@ func (s *Server) handler() http.Handler {
 	s.route(mux, "/v1/agent/self", "agent.self", s.handleAgentSelf)
 	s.route(mux, "/v1/agent/metrics", "agent.metrics", s.handleAgentMetrics)
 	s.route(mux, "/v1/operator/raft/configuration", "operator.raft.configuration", s.handleRaftConfiguration)
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	return s.logRequests(func(w http.ResponseWriter, r *http.Request) {
 		// ServeMux would clean a ".." segment away with a redirect, so that a
 		// PUT to a/../b lands on b; a key must never be rewritten like that.
 		if strings.HasPrefix(r.URL.Path, "/v1/kv/") {

@@ -195,6 +195,7 @@ func dialMux(ctx context.Context, addr string, kind byte, cluster clusterID, tim
 type raftLayer struct {
 	*subListener
 	cluster *clusterState
+	policy  *logPolicy
 }
 
 var _ raft.StreamLayer = raftLayer{}
@@ -205,6 +206,7 @@ func (l raftLayer) Dial(addr raft.ServerAddress, timeout time.Duration) (net.Con
 		return nil, errors.New("raft dial: this node does not know its cluster yet")
 	}
 	conn, err := dialMux(context.Background(), string(addr), muxRaft, mine, timeout)
+	l.policy.dialed(string(addr), err)
 	if err != nil {
 		return nil, err
 	}

@@ -18,92 +18,8 @@ import (
 	raftwal "github.com/hashicorp/raft-wal"
 	"github.com/hashicorp/raft-wal/metadb"
 
-	"github.com/kvxproject/kvx/pkg/metrics"
 	"github.com/kvxproject/kvx/pkg/server/state"
 )
-
-// Options configure a server. The zero value of a field means its default.
-type Options struct {
-	NodeName   string // default: the host name
-	Datacenter string // default "dc1"
-	Version    string // reported by /v1/agent/self
-
-	// Dev runs one node entirely in memory with fast Raft timers: nothing is
-	// written to disk and it is ready in well under a second.
-	Dev bool
-	// DataDir holds the Raft log (raft-wal) and snapshots. Required unless Dev.
-	DataDir string
-
-	HTTPAddr string // default "127.0.0.1:8500"; port 0 picks a free port
-	RaftAddr string // default "127.0.0.1:8300"; Raft, forwarding and join, on one port
-
-	// BootstrapExpect is how many servers form the first cluster. With 0 or 1
-	// and no Join addresses, the node bootstraps alone.
-	BootstrapExpect int
-	// Join lists Raft addresses of other servers to discover at start.
-	Join []string
-
-	// HeartbeatTimeout drives Raft's heartbeat, election and lease timers.
-	// Default 1s, or 50ms with Dev.
-	HeartbeatTimeout time.Duration
-	// SnapshotThreshold, SnapshotInterval and TrailingLogs tune when Raft
-	// snapshots and truncates its log; 0 keeps hashicorp/raft's defaults.
-	SnapshotThreshold uint64
-	SnapshotInterval  time.Duration
-	TrailingLogs      uint64
-	// TombstoneTTL is how long deleted keys keep their tombstones (default 15m).
-	TombstoneTTL time.Duration
-
-	Logger  *slog.Logger // nil discards
-	Metrics metrics.Sink // nil discards
-}
-
-func (o *Options) withDefaults() error {
-	if o.NodeName == "" {
-		h, err := os.Hostname()
-		if err != nil {
-			return fmt.Errorf("node name: %w", err)
-		}
-		o.NodeName = h
-	}
-	if o.Datacenter == "" {
-		o.Datacenter = "dc1"
-	}
-	if o.Version == "" {
-		o.Version = "dev"
-	}
-	if o.HTTPAddr == "" {
-		o.HTTPAddr = "127.0.0.1:8500"
-	}
-	if o.RaftAddr == "" {
-		o.RaftAddr = "127.0.0.1:8300"
-	}
-	if o.HeartbeatTimeout == 0 {
-		o.HeartbeatTimeout = time.Second
-		if o.Dev {
-			o.HeartbeatTimeout = 50 * time.Millisecond
-		}
-	}
-	if o.TombstoneTTL == 0 {
-		o.TombstoneTTL = 15 * time.Minute
-	}
-	if o.Logger == nil {
-		o.Logger = slog.New(slog.DiscardHandler)
-	}
-	if o.Metrics == nil {
-		o.Metrics = metrics.Discard
-	}
-	if !o.Dev && o.DataDir == "" {
-		return errors.New("a data dir is required (or run with -dev)")
-	}
-	if o.Dev && o.DataDir != "" {
-		return errors.New("-dev keeps everything in memory: drop -data-dir")
-	}
-	if o.BootstrapExpect < 0 {
-		return fmt.Errorf("bootstrap-expect %d: must be 0 or more", o.BootstrapExpect)
-	}
-	return nil
-}
 
 // Server is one kvx server node.
 type Server struct {
@@ -113,6 +29,7 @@ type Server struct {
 	tel    *telemetry
 
 	raft      *raft.Raft
+	logs      raft.LogStore
 	transport *raft.NetworkTransport
 	mux       *muxListener
 	closers   []io.Closer
@@ -125,7 +42,10 @@ type Server struct {
 	blocking atomic.Int64 // blocking queries in flight
 	ready    atomic.Bool  // leader, and every entry of earlier terms is applied
 
-	cluster clusterState
+	cluster   clusterState
+	logPolicy logPolicy // Raft messages whose level depends on the cluster's state
+	identity  identityKeeper
+	started   bool // New returned it: Close says "server stopped"
 
 	peersMu        sync.Mutex
 	peers          map[string]peer // servers that said hello, for cluster formation
@@ -141,9 +61,29 @@ type Server struct {
 // serves HTTP. It returns once the ports are bound; WaitForLeader tells when it
 // can take writes.
 func New(opts Options) (_ *Server, err error) {
-	if err := opts.withDefaults(); err != nil {
+	if err := opts.Validate(); err != nil {
 		return nil, err
 	}
+	var (
+		stored identity
+		have   bool
+	)
+	if !opts.Dev {
+		if stored, have, err = loadIdentity(opts.DataDir); err != nil {
+			return nil, err
+		}
+		if err := resolveIdentity(&opts, stored, have); err != nil {
+			return nil, err
+		}
+	}
+	if opts.NodeName == "" {
+		h, err := os.Hostname()
+		if err != nil {
+			return nil, fmt.Errorf("node name: %w", err)
+		}
+		opts.NodeName = h
+	}
+	opts.withDefaults()
 	s := &Server{opts: opts, logger: opts.Logger, store: state.New(), shutdown: make(chan struct{})}
 	defer func() {
 		if err != nil {
@@ -153,9 +93,11 @@ func New(opts Options) (_ *Server, err error) {
 	if s.tel, err = newTelemetry(opts.Metrics); err != nil {
 		return nil, err
 	}
-	s.cluster.file = clusterFile(opts.DataDir)
-	if err := s.cluster.load(); err != nil {
-		return nil, err
+	if !opts.Dev {
+		s.identity.dataDir = opts.DataDir
+		s.cluster.persist = func(id clusterID) error {
+			return s.identity.update(func(i *identity) { i.ClusterID = id.String() })
+		}
 	}
 	if s.mux, err = newMux(opts.RaftAddr, &s.cluster, s.logger); err != nil {
 		return nil, err
@@ -165,6 +107,14 @@ func New(opts Options) (_ *Server, err error) {
 	}
 	if s.httpLn, err = net.Listen("tcp", opts.HTTPAddr); err != nil {
 		return nil, fmt.Errorf("listen http %s: %w", opts.HTTPAddr, err)
+	}
+	if !opts.Dev {
+		if have {
+			s.identity.id = stored // else the first start writes the file
+		}
+		if err := s.keepIdentity(stored.ClusterID); err != nil {
+			return nil, err
+		}
 	}
 	s.forwarder = &http.Client{Transport: &http.Transport{
 		DialContext: func(ctx context.Context, _, addr string) (net.Conn, error) {
@@ -191,8 +141,29 @@ func New(opts Options) (_ *Server, err error) {
 		defer s.wg.Done()
 		s.reportStats()
 	}()
+	s.started = true
 	s.logger.Info("server started", "node", opts.NodeName, "http", s.HTTPAddr(), "raft", s.RaftAddr(), "dev", opts.Dev)
 	return s, nil
+}
+
+// keepIdentity writes who this node is into its data dir, with the addresses
+// actually bound (a port 0 became a real port), and makes the cluster ID it
+// already knows (from its data dir) the one it uses.
+func (s *Server) keepIdentity(cluster string) error {
+	if cluster != "" {
+		id, err := parseClusterID(cluster)
+		if err != nil {
+			return err
+		}
+		s.cluster.id.Store(&id)
+	}
+	return s.identity.update(func(i *identity) {
+		i.ClusterID = cluster
+		i.Node = s.opts.NodeName
+		i.Datacenter = s.opts.Datacenter
+		i.RaftAddr = s.RaftAddr()
+		i.HTTPAddr = listenAddrToKeep(s.opts.HTTPAddr, s.httpLn.Addr())
+	})
 }
 
 func (s *Server) goServe(srv *http.Server, ln net.Listener) {
@@ -209,7 +180,7 @@ func (s *Server) startRaft() error {
 	o := s.opts
 	conf := raft.DefaultConfig()
 	conf.LocalID = raft.ServerID(o.NodeName)
-	conf.Logger = newHCLogger(s.logger)
+	conf.Logger = newHCLogger(s.logger, &s.logPolicy)
 	conf.HeartbeatTimeout = o.HeartbeatTimeout
 	conf.ElectionTimeout = o.HeartbeatTimeout
 	conf.LeaderLeaseTimeout = o.HeartbeatTimeout / 2
@@ -255,12 +226,17 @@ func (s *Server) startRaft() error {
 		}
 		logs, stable, snaps = wal, wal, fss
 	}
-	cached, err := raft.NewLogCache(1024, logs)
-	if err != nil {
-		return fmt.Errorf("raft log cache: %w", err)
+	cached := logs // -dev: the log is in memory already
+	if !o.Dev {
+		c, err := raft.NewLogCache(1024, logs)
+		if err != nil {
+			return fmt.Errorf("raft log cache: %w", err)
+		}
+		cached = c
 	}
+	s.logs = cached
 	s.transport = raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
-		Stream: raftLayer{s.mux.raft, &s.cluster}, MaxPool: 4, Timeout: 10 * time.Second, Logger: conf.Logger.Named("transport"),
+		Stream: raftLayer{s.mux.raft, &s.cluster, &s.logPolicy}, MaxPool: 4, Timeout: 10 * time.Second, Logger: conf.Logger.Named("transport"),
 	})
 	hasState, err := raft.HasExistingState(cached, stable, snaps)
 	if err != nil {
@@ -335,28 +311,69 @@ func (s *Server) Run(ctx context.Context) error {
 	return s.Close()
 }
 
-// handOverLeadership asks another voter to take over before a leader stops,
-// so that a rolling restart costs a hand-over instead of an election timeout.
+// handOverLeadership asks another voter, one that has not said goodbye,
+// to take over before a leader stops, so that a rolling restart costs a
+// hand-over instead of an election timeout.
 func (s *Server) handOverLeadership() {
 	if s.raft == nil || s.raft.State() != raft.Leader {
 		return
 	}
 	servers, _, err := s.raftConfiguration()
-	if err != nil || len(servers) < 2 {
+	if err != nil {
 		return
 	}
+	left := s.logPolicy.hasLeft()
+	var to *raft.Server
+	for i, srv := range servers {
+		if srv.Suffrage == raft.Voter && srv.ID != raft.ServerID(s.opts.NodeName) && !left[string(srv.Address)] {
+			to = &servers[i]
+			break
+		}
+	}
+	if to == nil {
+		return // alone, or every other voter has stopped
+	}
 	done := make(chan error, 1)
-	go func() { done <- s.raft.LeadershipTransfer().Error() }()
+	go func() { done <- s.raft.LeadershipTransferToServer(to.ID, to.Address).Error() }()
 	select {
 	case err := <-done:
 		if err != nil {
-			s.logger.Warn("leadership transfer", "err", err)
+			s.logger.Warn("leadership transfer", "to", to.ID, "err", err)
 		} else {
-			s.logger.Info("leadership handed over", "node", s.opts.NodeName)
+			s.logger.Info("leadership handed over", "node", s.opts.NodeName, "to", to.ID)
 		}
 	case <-time.After(3 * time.Second):
-		s.logger.Warn("leadership transfer timed out", "node", s.opts.NodeName)
+		s.logger.Warn("leadership transfer timed out", "node", s.opts.NodeName, "to", to.ID)
 	}
+}
+
+// sayGoodbye tells every other server that this one is stopping cleanly, so
+// that they log its absence as expected rather than as an error (see
+// logPolicy). It waits at most a second.
+func (s *Server) sayGoodbye() {
+	if s.raft == nil {
+		return
+	}
+	servers, _, err := s.raftConfiguration()
+	if err != nil {
+		return
+	}
+	me := s.self()
+	var wg sync.WaitGroup
+	for _, srv := range servers {
+		if string(srv.Address) == me.RaftAddr {
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var ok bool
+			if err := s.internalCallTimeout(string(srv.Address), "/internal/v1/goodbye", me, &ok, time.Second); err != nil {
+				s.logger.Debug("goodbye", "to", srv.ID, "err", err)
+			}
+		}()
+	}
+	wg.Wait()
 }
 
 // Close stops serving, wakes every blocking query, and shuts Raft down
@@ -377,7 +394,10 @@ func (s *Server) Close() error {
 		if s.httpLn != nil {
 			s.httpLn.Close()
 		}
-		s.handOverLeadership()
+		if s.started {
+			s.sayGoodbye()
+			s.handOverLeadership()
+		}
 		if s.raft != nil {
 			if err := s.raft.Shutdown().Error(); err != nil {
 				errs = append(errs, fmt.Errorf("raft shutdown: %w", err))
@@ -399,7 +419,9 @@ func (s *Server) Close() error {
 			}
 		}
 		s.closeErr = errors.Join(errs...)
-		s.logger.Info("server stopped", "node", s.opts.NodeName)
+		if s.started {
+			s.logger.Info("server stopped", "node", s.opts.NodeName)
+		}
 	})
 	return s.closeErr
 }
