@@ -209,8 +209,8 @@ func TestInFromURL(t *testing.T) {
 		switch r.URL.Path {
 		case "/hosts":
 			fmt.Fprint(w, content)
-		case "/slow":
-			time.Sleep(2 * time.Second)
+		case "/slow": // never answers: holds until the client gives up
+			<-r.Context().Done()
 		default:
 			http.Error(w, "upstream broke", http.StatusInternalServerError)
 		}
