@@ -182,3 +182,43 @@ func TestREADMECoversEveryCommandAndFlag(t *testing.T) {
 		})
 	})
 }
+
+// TestErrorMessagesSayThingsOnce: an error names its path and operation
+// once, and a size refusal says the size it found, not the cap plus one.
+func TestErrorMessagesSayThingsOnce(t *testing.T) {
+	srv := servertest.Start(t)
+	dir := t.TempDir()
+	missing := filepath.Join(dir, "missing")
+	big := writeFile(t, dir, "big", strings.Repeat("0123456789abcdef\n", 300)) // 5,100 bytes
+	if _, err := srv.Client.KV().Put(&kvPair{Key: "m/raw", Value: []byte("x\n")}, nil); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name  string
+		stdin string
+		args  []string
+		code  int
+		want  []string // each exactly once
+	}{
+		{"missing source", "", []string{"in", "-k", "m/x", "-f", missing}, exitError, []string{missing, "no such file"}},
+		{"directory source", "", []string{"in", "-k", "m/x", "-f", dir}, exitError, []string{dir, "is a directory"}},
+		{"file over the cap", "", []string{"in", "-k", "m/x", "-f", big, "--max-size", "1000"}, exitRefused,
+			[]string{big, "5.1 kB (5100 bytes)", "cap of 1.0 kB (1000 bytes)"}},
+		{"stdin over the cap", strings.Repeat("x\n", 600), []string{"in", "-k", "m/x", "-f", "-", "--max-size", "1000"}, exitRefused,
+			[]string{"stdin: more than the cap of 1.0 kB (1000 bytes)"}},
+		{"directory target", "", []string{"raw", "-k", "m/raw", "-f", dir}, exitRefused, []string{dir + " is a directory"}},
+	} {
+		out, errOut, code := kvx(t, srv, tc.stdin, tc.args...)
+		if code != tc.code {
+			t.Errorf("%s: exit %d, want %d\nstdout: %s\nstderr: %s", tc.name, code, tc.code, out, errOut)
+		}
+		for _, w := range tc.want {
+			if n := strings.Count(errOut, w); n != 1 {
+				t.Errorf("%s: %q appears %d times in %q", tc.name, w, n, errOut)
+			}
+		}
+		if strings.Contains(errOut, "1001") {
+			t.Errorf("%s: says the cap plus one: %q", tc.name, errOut)
+		}
+	}
+}
