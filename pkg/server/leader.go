@@ -53,13 +53,44 @@ func (s *Server) monitorLeadership(notify <-chan bool) {
 			if !isLeader {
 				continue
 			}
-			if err := s.raft.Barrier(0).Error(); err != nil {
-				s.logger.Warn("leader barrier", "err", err)
+			if err := s.barrier(); err != nil {
+				if !errors.Is(err, raft.ErrRaftShutdown) {
+					s.logger.Warn("leader barrier", "err", err)
+				}
 				continue
 			}
 			s.ready.Store(true)
 			s.logger.Info("leader ready", "node", s.opts.NodeName, "index", s.raft.AppliedIndex())
 		}
+	}
+}
+
+// barrier waits for a Raft barrier, or for the server to shut down.
+func (s *Server) barrier() error {
+	select {
+	case <-s.shutdown:
+		return raft.ErrRaftShutdown
+	default:
+	}
+	return s.await(s.raft.Barrier(0))
+}
+
+// await waits for a Raft future, or for Raft to have shut down. With
+// BatchApplyCh, raft's apply channel is buffered, so a future issued as
+// raft shuts down can be queued where no loop will ever answer it, and its
+// Error() blocks forever (this hung Close in the soak test). Writes in
+// flight when a stop begins still complete: Raft shuts down only after the
+// HTTP servers have drained. The goroutine waiting on the future ends with
+// it, or, in that case only, stays blocked on a future a shut-down raft
+// never answers.
+func (s *Server) await(f raft.Future) error {
+	done := make(chan error, 1)
+	go func() { done <- f.Error() }()
+	select {
+	case err := <-done:
+		return err
+	case <-s.raftDown:
+		return raft.ErrRaftShutdown
 	}
 }
 
@@ -117,7 +148,7 @@ func (s *Server) forward(w http.ResponseWriter, r *http.Request) {
 func (s *Server) apply(cmd []byte) (any, error) {
 	defer s.tel.m.MeasureSince([]string{"kvs", "apply"}, time.Now())
 	f := s.raft.Apply(cmd, 0)
-	if err := f.Error(); err != nil {
+	if err := s.await(f); err != nil {
 		if errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrLeadershipLost) {
 			return nil, &httpError{code: http.StatusInternalServerError, msg: "leadership lost while committing: " + err.Error()}
 		}

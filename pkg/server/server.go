@@ -52,6 +52,7 @@ type Server struct {
 	discoverRounds int             // owned by the discover goroutine
 
 	shutdown     chan struct{}
+	raftDown     chan struct{} // closed once Raft has shut down (see await)
 	shutdownOnce sync.Once
 	wg           sync.WaitGroup
 	closeErr     error
@@ -84,7 +85,7 @@ func New(opts Options) (_ *Server, err error) {
 		opts.NodeName = h
 	}
 	opts.withDefaults()
-	s := &Server{opts: opts, logger: opts.Logger, store: state.New(), shutdown: make(chan struct{})}
+	s := &Server{opts: opts, logger: opts.Logger, store: state.New(), shutdown: make(chan struct{}), raftDown: make(chan struct{})}
 	defer func() {
 		if err != nil {
 			s.Close()
@@ -403,6 +404,7 @@ func (s *Server) Close() error {
 				errs = append(errs, fmt.Errorf("raft shutdown: %w", err))
 			}
 		}
+		close(s.raftDown)
 		if s.transport != nil {
 			s.transport.Close()
 		}

@@ -1,8 +1,11 @@
 package server
 
 import (
+	"errors"
 	"testing"
 	"time"
+
+	"github.com/hashicorp/raft"
 )
 
 func TestEffectiveWait(t *testing.T) {
@@ -26,5 +29,33 @@ func TestEffectiveWait(t *testing.T) {
 		if !sawJitter {
 			t.Errorf("effectiveWait(%s) never added jitter in 200 tries", tc.asked)
 		}
+	}
+}
+
+// neverFuture is a Raft future nobody answers: what a shut-down raft
+// leaves behind for a future queued in its buffered apply channel.
+type neverFuture struct{}
+
+func (neverFuture) Error() error { select {} }
+
+// TestAwaitEndsWhenRaftIsDown: a wait on a Raft future that will never be
+// answered ends once Raft has shut down, so Close cannot hang on it.
+func TestAwaitEndsWhenRaftIsDown(t *testing.T) {
+	s := &Server{raftDown: make(chan struct{})}
+	done := make(chan error, 1)
+	go func() { done <- s.await(neverFuture{}) }()
+	select {
+	case err := <-done:
+		t.Fatalf("await returned %v before raft was down", err)
+	default:
+	}
+	close(s.raftDown)
+	select {
+	case err := <-done:
+		if !errors.Is(err, raft.ErrRaftShutdown) {
+			t.Fatalf("await = %v, want ErrRaftShutdown", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("await still blocked after raft shut down")
 	}
 }
