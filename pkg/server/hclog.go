@@ -311,7 +311,7 @@ func (p *logPolicy) level(level slog.Level, msg string, args []any) slog.Level {
 	case level == slog.LevelError && msg == "failed to decode incoming command":
 		// The connection was closed by this node's own shutdown, or reset by
 		// a peer that stopped.
-		if err, _ := argValue(args, "error").(error); errors.Is(err, net.ErrClosed) {
+		if err, _ := argValue(args, "error").(error); errors.Is(err, net.ErrClosed) || errors.Is(err, raft.ErrTransportShutdown) {
 			return slog.LevelDebug
 		} else if errors.Is(err, syscall.ECONNRESET) {
 			return slog.LevelWarn

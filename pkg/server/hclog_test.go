@@ -72,6 +72,7 @@ func TestLogPolicyLevels(t *testing.T) {
 		election("127.0.0.1:8302", slog.LevelWarn),
 		heartbeat(slog.LevelError), vote(slog.LevelError),
 		step{slog.LevelError, "failed to decode incoming command", []any{"error", closed}, slog.LevelDebug},
+		step{slog.LevelError, "failed to decode incoming command", []any{"error", raft.ErrTransportShutdown}, slog.LevelDebug},
 		step{slog.LevelError, "failed to decode incoming command", []any{"error", reset}, slog.LevelWarn},
 		step{slog.LevelError, "failed to decode incoming command", []any{"error", errors.New("bad")}, slog.LevelError},
 	)
