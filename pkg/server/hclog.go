@@ -233,9 +233,13 @@ func (w stdlogWriter) Write(p []byte) (int, error) {
 //     goodbye is an error.
 //   - "failed to decode incoming command" on a connection this node's own
 //     shutdown closed is Debug; on one a peer reset, Warn.
+//   - While this node stops cleanly, "peer has newer term, stopping
+//     replication" is how its hand-over of leadership ends (Info), and
+//     Raft's other errors are the stop's own consequences (Warn).
 type logPolicy struct {
-	mu      sync.Mutex
-	leaving map[string]*leftPeer // by raft address: peers that said goodbye
+	mu       sync.Mutex
+	leaving  map[string]*leftPeer // by raft address: peers that said goodbye
+	stopping atomic.Bool          // this node is stopping cleanly
 }
 
 type leftPeer struct {
@@ -304,6 +308,8 @@ func (p *logPolicy) level(level slog.Level, msg string, args []any) slog.Level {
 		return level
 	}
 	switch {
+	case p.stopping.Load() && msg == "peer has newer term, stopping replication":
+		return slog.LevelInfo
 	case level == slog.LevelWarn && msg == "heartbeat timeout reached, starting election":
 		if last := argString(args, "last-leader-addr"); last == "" || p.left(last) {
 			return slog.LevelInfo
@@ -322,6 +328,9 @@ func (p *logPolicy) level(level slog.Level, msg string, args []any) slog.Level {
 				return slog.LevelWarn
 			}
 		}
+	}
+	if level == slog.LevelError && p.stopping.Load() {
+		return slog.LevelWarn
 	}
 	return level
 }

@@ -84,4 +84,10 @@ func TestLogPolicyLevels(t *testing.T) {
 	check("stopped", heartbeat(slog.LevelWarn))
 	p.dialed("127.0.0.1:8302", nil) // restarted
 	check("restarted", heartbeat(slog.LevelError), vote(slog.LevelError))
+	p.stopping.Store(true)
+	check("while this node stops",
+		step{slog.LevelError, "peer has newer term, stopping replication", []any{"peer", peer}, slog.LevelInfo},
+		step{slog.LevelError, "failed to decode incoming command", []any{"error", closed}, slog.LevelDebug},
+		step{slog.LevelError, "failed to appendEntries to", []any{"peer", peer, "error", errors.New("refused")}, slog.LevelWarn},
+	)
 }

@@ -382,6 +382,7 @@ func (s *Server) sayGoodbye() {
 func (s *Server) Close() error {
 	s.shutdownOnce.Do(func() {
 		close(s.shutdown)
+		s.logPolicy.stopping.Store(true)
 		var errs []error
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
