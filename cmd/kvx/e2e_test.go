@@ -2,9 +2,12 @@ package main
 
 import (
 	"fmt"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -41,6 +44,17 @@ type proc struct {
 // startedLine is logged once the ports are bound, before a leader exists.
 var startedLine = regexp.MustCompile(`msg="server started" node=\S+ http=(127\.0\.0\.1:\d+)`)
 
+// exited reports whether the child pid has exited (a zombie not yet
+// waited for, or gone).
+func exited(pid int) bool {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return true
+	}
+	_, rest, _ := strings.Cut(string(b), ") ") // after the command name
+	return strings.HasPrefix(rest, "Z") || strings.HasPrefix(rest, "X")
+}
+
 func startProc(t *testing.T, bin string, args ...string) *proc {
 	t.Helper()
 	return startExactProc(t, bin, append([]string{"server", "-http-addr", "127.0.0.1:0", "-raft-timeout", "300ms"}, args...)...)
@@ -65,7 +79,7 @@ func startExactProc(t *testing.T, bin string, args ...string) *proc {
 	for p.http == "" {
 		if m := startedLine.FindStringSubmatch(p.log.String()); m != nil {
 			p.http = m[1]
-		} else if time.Now().After(deadline) {
+		} else if exited(p.cmd.Process.Pid) || time.Now().After(deadline) {
 			t.Fatalf("kvx %v never started:\n%s", args, p.log.String())
 		}
 		time.Sleep(20 * time.Millisecond)

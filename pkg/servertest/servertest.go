@@ -56,15 +56,23 @@ func Start(tb testing.TB, modify ...func(*server.Options)) *Server {
 	return &Server{Server: srv, Client: c}
 }
 
+// handedOut holds the addresses FreeAddr returned.
+var handedOut sync.Map
+
 // FreeAddr returns a free loopback address for a node that must come back on
 // the same address after a restart. The port is picked at random below the
 // kernel's ephemeral range (32768 and up on Linux), so that while the node is
 // down the kernel cannot hand its port to another test's server bound to
-// port 0: Raft traffic for the stopped node would reach a stranger.
+// port 0: Raft traffic for the stopped node would reach a stranger. An
+// address is handed out once per process, so the nodes of one test never
+// get the same port.
 func FreeAddr(tb testing.TB) string {
 	tb.Helper()
 	for range 100 {
 		addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(20000+rand.N(12000)))
+		if _, dup := handedOut.LoadOrStore(addr, true); dup {
+			continue
+		}
 		ln, err := net.Listen("tcp", addr)
 		if err != nil {
 			continue // taken: try another
