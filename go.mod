@@ -3,6 +3,7 @@ module github.com/kvxproject/kvx
 go 1.26.8
 
 require (
+	github.com/BurntSushi/toml v1.5.0
 	github.com/DataDog/datadog-go/v5 v5.9.1
 	github.com/andybalholm/brotli v1.2.8
 	github.com/aymanbagabas/go-udiff v0.4.1
@@ -15,6 +16,8 @@ require (
 	github.com/klauspost/compress v1.20.3
 	github.com/spf13/cobra v1.10.2
 	github.com/spf13/pflag v1.0.9
+	golang.org/x/text v0.43.0
+	gopkg.in/yaml.v2 v2.4.0
 )
 
 require (
