@@ -14,46 +14,29 @@ import (
 // The parse functions read "" as the zero value, as consul-template's do:
 // a key that exists but is empty does not break a render.
 
-func parseBool(s string) (bool, error) {
-	if s == "" {
-		return false, nil
-	}
-	v, err := strconv.ParseBool(s)
-	if err != nil {
-		return false, fmt.Errorf("parseBool: %w", err)
-	}
-	return v, nil
-}
+func parseBool(s string) (bool, error) { return parseOr("parseBool", s, strconv.ParseBool) }
 
 func parseInt(s string) (int64, error) {
-	if s == "" {
-		return 0, nil
-	}
-	v, err := strconv.ParseInt(s, 10, 64)
-	if err != nil {
-		return 0, fmt.Errorf("parseInt: %w", err)
-	}
-	return v, nil
+	return parseOr("parseInt", s, func(s string) (int64, error) { return strconv.ParseInt(s, 10, 64) })
 }
 
 func parseUint(s string) (uint64, error) {
-	if s == "" {
-		return 0, nil
-	}
-	v, err := strconv.ParseUint(s, 10, 64)
-	if err != nil {
-		return 0, fmt.Errorf("parseUint: %w", err)
-	}
-	return v, nil
+	return parseOr("parseUint", s, func(s string) (uint64, error) { return strconv.ParseUint(s, 10, 64) })
 }
 
 func parseFloat(s string) (float64, error) {
+	return parseOr("parseFloat", s, func(s string) (float64, error) { return strconv.ParseFloat(s, 64) })
+}
+
+// parseOr parses s, "" as T's zero value, naming the function on error.
+func parseOr[T any](name, s string, parse func(string) (T, error)) (T, error) {
+	var zero T
 	if s == "" {
-		return 0, nil
+		return zero, nil
 	}
-	v, err := strconv.ParseFloat(s, 64)
+	v, err := parse(s)
 	if err != nil {
-		return 0, fmt.Errorf("parseFloat: %w", err)
+		return zero, fmt.Errorf("%s: %w", name, err)
 	}
 	return v, nil
 }

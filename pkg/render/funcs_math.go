@@ -1,6 +1,7 @@
 package render
 
 import (
+	"errors"
 	"fmt"
 	"reflect"
 )
@@ -106,7 +107,7 @@ func multiply(b, a any) (any, error) {
 		func(x, y float64) float64 { return x * y })
 }
 
-var errDivZero = fmt.Errorf("division by zero")
+var errDivZero = errors.New("division by zero")
 
 func divide(b, a any) (any, error) {
 	return arith("divide", b, a,
