@@ -7,6 +7,8 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+
+	"github.com/kvxproject/kvx/internal/cli"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -14,7 +16,8 @@ var version = "dev"
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	err := execute(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr)
+	cli.Version = version
+	code := cli.Main(ctx, "kvx", os.Args[1:], os.Stdin, os.Stdout, os.Stderr)
 	stop()
-	os.Exit(exitCode(err, os.Stderr))
+	os.Exit(code)
 }

@@ -9,5 +9,5 @@
 //
 // It talks to a server only through the KV interface, which *api.KV
 // satisfies; it never builds a client (pkg/client does) and never parses
-// flags (cmd/kvx does).
+// flags (internal/cli does).
 package transport

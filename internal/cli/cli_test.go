@@ -1,4 +1,4 @@
-package main
+package cli
 
 import (
 	"os"
@@ -144,7 +144,7 @@ func walk(c *cobra.Command, f func(*cobra.Command)) {
 // TestHelpSaysDefaultsOnce: no flag's help prints its default twice (a
 // usage text naming a default and pflag's own "(default ...)").
 func TestHelpSaysDefaultsOnce(t *testing.T) {
-	root := newRootCmd(nil, nil, nil)
+	root := newKVXCmd()
 	walk(root, func(c *cobra.Command) {
 		for _, line := range strings.Split(c.LocalFlags().FlagUsages(), "\n") {
 			if strings.Count(line, "default") > 1 {
@@ -162,7 +162,7 @@ func TestREADMECoversEveryCommandAndFlag(t *testing.T) {
 		t.Fatal(err)
 	}
 	readme := string(b)
-	root := newRootCmd(nil, nil, nil)
+	root := newKVXCmd()
 	root.InitDefaultCompletionCmd()
 	walk(root, func(c *cobra.Command) {
 		if c == root || c.Name() == "help" || c.Parent().Name() == "completion" {

@@ -1,4 +1,4 @@
-package main
+package cli
 
 import (
 	"context"
@@ -135,7 +135,7 @@ func TestServerEnvironmentAgainstStoredIdentity(t *testing.T) {
 }
 
 func TestConsulStyleArgs(t *testing.T) {
-	root := newRootCmd(nil, nil, nil)
+	root := newKVXCmd()
 	got := consulStyleArgs(root, []string{"server", "-dev", "-data-dir=/x", "-h", "--node", "n", "-join", "a", "--", "-dev"})
 	want := []string{"server", "--dev", "--data-dir=/x", "-h", "--node", "n", "--join", "a", "--", "-dev"}
 	if !slices.Equal(got, want) {
@@ -255,5 +255,28 @@ func TestBenchFanout(t *testing.T) {
 	}
 	if keys, _, err := srv.Client.KV().Keys("kvx/kvx-bench/", "", nil); err != nil || len(keys) != 0 {
 		t.Fatalf("bench left keys behind: %v %v", keys, err)
+	}
+}
+
+// Every tool with a main of its own is also a kvx subcommand built by the
+// same function, and Main reports errors under the tool's own name.
+func TestToolsAreKVXSubcommands(t *testing.T) {
+	root := newKVXCmd()
+	for name, build := range tools {
+		if name == "kvx" {
+			continue
+		}
+		sub, _, err := root.Find([]string{name})
+		if err != nil || sub.Name() != name {
+			t.Errorf("tool %s is not a kvx subcommand", name)
+			continue
+		}
+		if got := build(); got.Name() != name || got.Short != sub.Short {
+			t.Errorf("tool %s: its main builds %q (%q), kvx mounts %q (%q)", name, got.Name(), got.Short, sub.Name(), sub.Short)
+		}
+	}
+	var out, errOut servertest.Buffer
+	if code := Main(context.Background(), "kvx", []string{"frobnicate"}, strings.NewReader(""), &out, &errOut); code != exitUsage || !strings.HasPrefix(errOut.String(), "kvx: unknown command") {
+		t.Fatalf("Main(kvx frobnicate) = %d, %q", code, errOut.String())
 	}
 }

@@ -1,4 +1,4 @@
-package main
+package cli
 
 import (
 	"errors"
@@ -31,10 +31,16 @@ func (e usageError) Unwrap() error { return e.err }
 var errRefused = errors.New("refused")
 
 func exitCode(err error, stderr io.Writer) int {
+	return exitCodeFor("kvx", err, stderr)
+}
+
+// exitCodeFor maps err to an exit code, printing it to stderr after the
+// tool's name.
+func exitCodeFor(tool string, err error, stderr io.Writer) int {
 	if err == nil {
 		return exitOK
 	}
-	fmt.Fprintln(stderr, "kvx:", err)
+	fmt.Fprintf(stderr, "%s: %v\n", tool, err)
 	var ue usageError
 	switch {
 	case errors.As(err, &ue):
@@ -45,9 +51,44 @@ func exitCode(err error, stderr io.Writer) int {
 	return exitError
 }
 
-// execute builds the command tree and runs args against it.
+// Version is the version the binary reports; main sets it from its
+// build-time -ldflags "-X main.version=...".
+var Version = "dev"
+
+// Main runs one tool (the name of its main: "kvx", or a tool mounted both
+// as its own binary and as a kvx subcommand) with args, and returns its exit
+// code. Every main is this call and os.Exit.
+func Main(ctx context.Context, tool string, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	build, ok := tools[tool]
+	if !ok {
+		return exitCodeFor(tool, fmt.Errorf("no such tool %q", tool), stderr)
+	}
+	return exitCodeFor(tool, runTool(ctx, build(), args, stdin, stdout, stderr), stderr)
+}
+
+// tools are the commands that have a main of their own; each builds the same
+// cobra command that newKVXCmd mounts under kvx.
+var tools = map[string]func() *cobra.Command{
+	"kvx": newKVXCmd,
+}
+
+// execute builds the kvx command tree and runs args against it.
 func execute(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
-	root := newRootCmd(stdin, stdout, stderr)
+	return runTool(ctx, newKVXCmd(), args, stdin, stdout, stderr)
+}
+
+// runTool prepares root as a top-level command (I/O, Consul-style single-dash
+// flags, KVX_ environment, usage errors) and runs args against it.
+func runTool(ctx context.Context, root *cobra.Command, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
+	root.SilenceUsage = true
+	root.SilenceErrors = true
+	root.PersistentPreRunE = func(cmd *cobra.Command, _ []string) error {
+		return flagsFromEnv(cmd)
+	}
+	root.SetIn(stdin)
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
 	root.SetArgs(consulStyleArgs(root, args))
 	err := root.ExecuteContext(ctx)
 	if err != nil && strings.HasPrefix(err.Error(), "unknown command") {
@@ -56,20 +97,12 @@ func execute(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 	return err
 }
 
-func newRootCmd(stdin io.Reader, stdout, stderr io.Writer) *cobra.Command {
+// newKVXCmd is the kvx command tree.
+func newKVXCmd() *cobra.Command {
 	root := &cobra.Command{
-		Use:           "kvx",
-		Short:         "Move configuration to every machine of a fleet",
-		SilenceUsage:  true,
-		SilenceErrors: true,
-		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
-			return flagsFromEnv(cmd)
-		},
+		Use:   "kvx",
+		Short: "Move configuration to every machine of a fleet",
 	}
-	root.SetIn(stdin)
-	root.SetOut(stdout)
-	root.SetErr(stderr)
-	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
 	root.AddCommand(newServerCmd(), newVersionCmd(), newBenchCmd(),
 		newInCmd(), newOutCmd(), newStatusCmd(), newStopCmd(), newStartCmd(),
 		newFreezeCmd(), newUnfreezeCmd(), newCopyCmd(), newRawCmd(), newDemoCmd())

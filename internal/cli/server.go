@@ -1,4 +1,4 @@
-package main
+package cli
 
 import (
 	"errors"
@@ -59,7 +59,7 @@ func runServer(cmd *cobra.Command, o *serverOptions) error {
 	}
 	opts := o.Options
 	opts.Logger = logger
-	opts.Version = version
+	opts.Version = Version
 	if o.dogstatsdAddr != "" {
 		d, err := metrics.NewDogstatsd(o.dogstatsdAddr, "")
 		if err != nil {
