@@ -24,6 +24,9 @@ type Options struct {
 	// Without it a symbolic link is refused, like any file that is not
 	// regular.
 	FollowSymlinks bool
+	// InPlaceFallback writes the content into the target in place when the
+	// rename cannot replace it (a bind-mounted file: EBUSY, EXDEV).
+	InPlaceFallback bool
 }
 
 // Result says what Write did.
@@ -81,6 +84,91 @@ func Replace(path string, data []byte, o Options) error {
 
 // replace is Replace on a path Resolve returned.
 func replace(path string, data []byte, o Options) error {
+	st, err := stage(path, data, o)
+	if err != nil {
+		return err
+	}
+	_, err = st.Commit()
+	return err
+}
+
+// Staged is data written, synced and given its mode and owner in a temp file
+// beside its target, not yet in place: a caller can check it (render's
+// -check runs a command on Path) before Commit puts it in place, or Abort
+// removes it.
+type Staged struct {
+	target, tmp string
+	o           Options
+	done        bool
+}
+
+// Stage writes data to a temp file beside path (path resolved as Write
+// does: only a regular or missing file, links only when followed).
+func Stage(path string, data []byte, o Options) (*Staged, error) {
+	target, err := Resolve(path, o.FollowSymlinks)
+	if err != nil {
+		return nil, err
+	}
+	return stage(target, data, o)
+}
+
+// Path is the staged temp file's path.
+func (s *Staged) Path() string { return s.tmp }
+
+// Abort removes the staged file; the target is untouched.
+func (s *Staged) Abort() {
+	if !s.done {
+		s.done = true
+		os.Remove(s.tmp)
+	}
+}
+
+// Commit renames the staged file over its target. When the rename is
+// refused because the target is a mount point of its own (EBUSY: a file
+// bind-mounted into a container) or on another device (EXDEV) and
+// InPlaceFallback is set, the content is written into the target in place
+// (truncate, write, fsync) instead, and inPlace is true: not atomic, so the
+// caller warns.
+func (s *Staged) Commit() (inPlace bool, err error) {
+	if s.done {
+		return false, fmt.Errorf("replace %s: already committed or aborted", s.target)
+	}
+	defer s.Abort()
+	// A target swapped for a special file since Resolve is not replaced.
+	if fi, err := os.Lstat(s.target); err == nil && !fi.Mode().IsRegular() {
+		return false, &TypeError{Path: s.target, Type: typeName(fi.Mode())}
+	}
+	err = os.Rename(s.tmp, s.target)
+	if err == nil {
+		s.done = true
+		return false, nil
+	}
+	if !s.o.InPlaceFallback || !(errors.Is(err, syscall.EBUSY) || errors.Is(err, syscall.EXDEV)) {
+		return false, err // "rename TMP PATH: ..."
+	}
+	data, rerr := os.ReadFile(s.tmp)
+	if rerr != nil {
+		return false, rerr
+	}
+	f, oerr := OpenWrite(s.target, 0)
+	if oerr != nil {
+		return false, fmt.Errorf("write %s in place after %v: %w", s.target, err, oerr)
+	}
+	defer f.Close()
+	if err := f.Truncate(0); err != nil {
+		return false, fmt.Errorf("write %s in place: %w", s.target, err)
+	}
+	if _, err := f.WriteAt(data, 0); err != nil {
+		return false, fmt.Errorf("write %s in place: %w", s.target, err)
+	}
+	if err := f.Sync(); err != nil {
+		return false, fmt.Errorf("write %s in place: %w", s.target, err)
+	}
+	return true, f.Close()
+}
+
+// stage is Stage on a path Resolve returned.
+func stage(path string, data []byte, o Options) (*Staged, error) {
 	dir := filepath.Dir(path)
 	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".kvx-*")
 	if errors.Is(err, fs.ErrNotExist) { // parents are created only when missing
@@ -89,12 +177,12 @@ func replace(path string, data []byte, o Options) error {
 			dirMode = 0o755
 		}
 		if err := os.MkdirAll(dir, dirMode); err != nil {
-			return err // "mkdir DIR: ..."
+			return nil, err // "mkdir DIR: ..."
 		}
 		tmp, err = os.CreateTemp(dir, "."+filepath.Base(path)+".kvx-*")
 	}
 	if err != nil {
-		return fmt.Errorf("replace %s: %w", path, err)
+		return nil, fmt.Errorf("replace %s: %w", path, err)
 	}
 	committed := false
 	defer func() {
@@ -107,31 +195,24 @@ func replace(path string, data []byte, o Options) error {
 	// ("chown /etc/.hosts.kvx-123: operation not permitted"); the wrap adds
 	// the target, once.
 	if _, err := tmp.Write(data); err != nil {
-		return fmt.Errorf("replace %s: %w", path, err)
+		return nil, fmt.Errorf("replace %s: %w", path, err)
 	}
 	if err := tmp.Chmod(o.mode()); err != nil {
-		return fmt.Errorf("replace %s: %w", path, err)
+		return nil, fmt.Errorf("replace %s: %w", path, err)
 	}
 	if o.SetOwner {
 		if err := tmp.Chown(o.UID, o.GID); err != nil {
-			return fmt.Errorf("replace %s: %w", path, err)
+			return nil, fmt.Errorf("replace %s: %w", path, err)
 		}
 	}
 	if err := tmp.Sync(); err != nil {
-		return fmt.Errorf("replace %s: %w", path, err)
+		return nil, fmt.Errorf("replace %s: %w", path, err)
 	}
 	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("replace %s: %w", path, err)
-	}
-	// A target swapped for a special file since Resolve is not replaced.
-	if fi, err := os.Lstat(path); err == nil && !fi.Mode().IsRegular() {
-		return &TypeError{Path: path, Type: typeName(fi.Mode())}
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
-		return err // "rename TMP PATH: ..."
+		return nil, fmt.Errorf("replace %s: %w", path, err)
 	}
 	committed = true
-	return nil
+	return &Staged{target: path, tmp: tmp.Name(), o: o}, nil
 }
 
 // holds reports whether path (a regular file or missing) has content data.

@@ -76,11 +76,17 @@ func Resolve(path string, follow bool) (string, error) {
 // is checked again once open, so a FIFO or device swapped in meanwhile is
 // neither waited on nor read. A missing file gives an error matching
 // fs.ErrNotExist.
-func Open(path string) (*os.File, error) {
+func Open(path string) (*os.File, error) { return open(path, os.O_RDONLY) }
+
+// OpenWrite is Open for writing (O_WRONLY, plus flag: os.O_APPEND for one),
+// with the same checks.
+func OpenWrite(path string, flag int) (*os.File, error) { return open(path, os.O_WRONLY|flag) }
+
+func open(path string, flag int) (*os.File, error) {
 	if _, err := Resolve(path, false); err != nil {
 		return nil, err
 	}
-	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
+	f, err := os.OpenFile(path, flag|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
 	if err != nil {
 		if _, rerr := Resolve(path, false); rerr != nil {
 			err = rerr // swapped: say what it is now

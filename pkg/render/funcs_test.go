@@ -6,7 +6,7 @@ import (
 	"text/template"
 )
 
-func exec(t *testing.T, src string) (string, error) {
+func execHelpers(t *testing.T, src string) (string, error) {
 	t.Helper()
 	tmpl, err := template.New("t").Funcs(Helpers()).Parse(src)
 	if err != nil {
@@ -70,7 +70,7 @@ func TestHelpers(t *testing.T) {
 		{`{{ range $i := loop 5 8 }}{{ $i }} {{ end }}`, "5 6 7 "},
 		{`{{ range loop "2" }}{{ . }}{{ end }}|{{ range loop 3 1 }}x{{ end }}`, "01|"},
 	} {
-		got, err := exec(t, tc.src)
+		got, err := execHelpers(t, tc.src)
 		if err != nil || got != tc.want {
 			t.Errorf("%s\n got %q, %v\nwant %q", tc.src, got, err, tc.want)
 		}
@@ -100,7 +100,7 @@ func TestHelperErrors(t *testing.T) {
 		{`{{ range loop 1 2 3 }}{{ end }}`, "loop: 3 arguments"},
 		{`{{ range loop 1.5 }}{{ end }}`, "loop: bad argument type"},
 	} {
-		if got, err := exec(t, tc.src); err == nil || !strings.Contains(err.Error(), tc.want) {
+		if got, err := execHelpers(t, tc.src); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%s: got %q, %v; want an error with %q", tc.src, got, err, tc.want)
 		}
 	}

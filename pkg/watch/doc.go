@@ -2,6 +2,8 @@
 // shares: ask at an index, wake on a change, re-check everything every
 // reconcile interval so a missed change is caught, back off with jitter on
 // errors, and start over when the server's index goes backwards (a restore
-// or a new cluster). It knows nothing of KV layouts or files: the query and
-// the handler are the caller's.
+// or a new cluster). It knows nothing of KV layouts: the query and
+// the handler are the caller's. File follows one local file through writes
+// and atomic renames (fsnotify on its directory; only this package imports
+// fsnotify).
 package watch

@@ -1,0 +1,350 @@
+package render
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/kvxproject/kvx/pkg/atomicfile"
+	"github.com/kvxproject/kvx/pkg/metrics"
+)
+
+// Wait is a quiescence window: after a change, render once no further
+// change came for Min, or at the latest Max after the first change.
+type Wait struct{ Min, Max time.Duration }
+
+// Target is one template with where its output goes and what runs after.
+type Target struct {
+	Template    *Template
+	Destination string
+	Command     string        // run (sh -c) after a pass that changed the file
+	Check       string        // run (sh -c) on the staged file before it replaces the target; {{.Path}} is its path
+	Timeout     time.Duration // for Command and Check; default 30s
+	File        atomicfile.Options
+	Backup      bool // keep the previous file as <destination>.bak
+	Wait        Wait // this template's own quiescence, when longer than the runner's
+}
+
+// Options tune a Runner.
+type Options struct {
+	Once        bool          // render every template once, run the commands, return
+	OnceTimeout time.Duration // with Once: give up when data is still missing after this; default 10s
+	Dry         bool          // write outputs to Stdout instead of the destinations
+	Wait        Wait
+	MissingLog  time.Duration // long-running: log what a template still waits for this often; default 30s
+	Watch       WatchOptions
+	Stdout      io.Writer
+	Logger      *slog.Logger
+	Metrics     metrics.Sink
+	// OnRendered, if set, is called after each pass with the destinations
+	// written (tests and the supervisor use it).
+	OnRendered func(written []string)
+}
+
+// MissingError lists, per template, the data a -once render never got.
+type MissingError struct {
+	After   time.Duration
+	Missing map[string][]Dep // template name -> dependencies
+}
+
+func (e *MissingError) Error() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "data still missing after %s:", e.After)
+	names := make([]string, 0, len(e.Missing))
+	for n := range e.Missing {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	for _, n := range names {
+		for _, d := range e.Missing[n] {
+			fmt.Fprintf(&b, "\n  %s needs %s", n, d)
+		}
+	}
+	return b.String()
+}
+
+// ErrCheckFailed is wrapped by a -check that refused a staged file.
+var ErrCheckFailed = errors.New("check failed")
+
+// Runner renders targets from a Source, again on every change of the data
+// they use.
+type Runner struct {
+	targets []*Target
+	o       Options
+	brain   *Brain
+	watcher *Watcher
+}
+
+// NewRunner prepares targets for Run.
+func NewRunner(src Source, targets []*Target, o Options) *Runner {
+	if o.OnceTimeout <= 0 {
+		o.OnceTimeout = 10 * time.Second
+	}
+	if o.MissingLog <= 0 {
+		o.MissingLog = 30 * time.Second
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.Metrics == nil {
+		o.Metrics = metrics.Discard
+	}
+	if o.Stdout == nil {
+		o.Stdout = io.Discard
+	}
+	if o.Watch.Logger == nil {
+		o.Watch.Logger = o.Logger
+	}
+	b := NewBrain()
+	return &Runner{targets: targets, o: o, brain: b, watcher: NewWatcher(src, b, o.Watch)}
+}
+
+// Stats are the watcher's counters.
+func (r *Runner) Stats() Stats { return r.watcher.Stats() }
+
+// passResult is what one pass did.
+type passResult struct {
+	missing  map[string][]Dep
+	used     []Dep
+	written  []string
+	commands []string
+	errs     []error
+}
+
+// Run renders until ctx is done, or with Once until every template has
+// been rendered once (or OnceTimeout passed with data still missing).
+func (r *Runner) Run(ctx context.Context) error {
+	defer r.watcher.Stop()
+	wctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	start := time.Now()
+	var onceDeadline <-chan time.Time
+	if r.o.Once {
+		t := time.NewTimer(r.o.OnceTimeout)
+		defer t.Stop()
+		onceDeadline = t.C
+	}
+	missingLog := time.NewTicker(r.o.MissingLog)
+	defer missingLog.Stop()
+	var last passResult
+	for {
+		res := r.pass(ctx)
+		last = res
+		r.watcher.Watch(wctx, res.used)
+		if r.o.OnRendered != nil && len(res.written) > 0 {
+			r.o.OnRendered(res.written)
+		}
+		if len(res.errs) > 0 && r.o.Once {
+			return errors.Join(res.errs...)
+		}
+		if r.o.Once && len(res.missing) == 0 {
+			if r.o.Dry {
+				r.printDeps(res.used)
+			}
+			return nil
+		}
+		// Wait for a change, then for the data to settle.
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-onceDeadline:
+			return &MissingError{After: time.Since(start).Round(time.Millisecond), Missing: last.missing}
+		case <-missingLog.C:
+			r.logMissing(last.missing)
+			continue
+		case err := <-r.watcher.Errors():
+			r.o.Logger.Warn("fetch failed", "err", err)
+			continue
+		case <-r.watcher.Changed():
+		}
+		if !r.settle(ctx, onceDeadline) {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			return &MissingError{After: time.Since(start).Round(time.Millisecond), Missing: last.missing}
+		}
+	}
+}
+
+// settle waits out the quiescence window; false when ctx or the -once
+// deadline ended it.
+func (r *Runner) settle(ctx context.Context, deadline <-chan time.Time) bool {
+	w := r.o.Wait
+	for _, t := range r.targets {
+		w.Min, w.Max = max(w.Min, t.Wait.Min), max(w.Max, t.Wait.Max)
+	}
+	if w.Min <= 0 {
+		return true
+	}
+	if w.Max < w.Min {
+		w.Max = 4 * w.Min // consul-template's default max
+	}
+	hard := time.NewTimer(w.Max)
+	defer hard.Stop()
+	for {
+		quiet := time.NewTimer(w.Min)
+		select {
+		case <-ctx.Done():
+			quiet.Stop()
+			return false
+		case <-deadline:
+			quiet.Stop()
+			return false
+		case <-hard.C:
+			quiet.Stop()
+			return true
+		case <-quiet.C:
+			return true
+		case <-r.watcher.Changed():
+			quiet.Stop()
+		}
+	}
+}
+
+func (r *Runner) logMissing(missing map[string][]Dep) {
+	for name, ds := range missing {
+		ids := make([]string, len(ds))
+		for i, d := range ds {
+			ids[i] = d.String()
+		}
+		r.o.Logger.Info("waiting for data", "template", name, "missing", strings.Join(ids, ", "))
+	}
+}
+
+func (r *Runner) printDeps(used []Dep) {
+	fmt.Fprintf(r.o.Stdout, "# %d dependencies\n", len(used))
+	for _, d := range used {
+		fmt.Fprintf(r.o.Stdout, "#   %s\n", d)
+	}
+}
+
+// pass executes every template, writes those whose data is complete and
+// whose output changed, then runs their commands, each distinct command
+// once, in the order first needed.
+func (r *Runner) pass(ctx context.Context) passResult {
+	begin := time.Now()
+	res := passResult{missing: map[string][]Dep{}}
+	seen := map[string]bool{}
+	for _, t := range r.targets {
+		out, err := t.Template.Execute(r.brain)
+		if err != nil {
+			res.errs = append(res.errs, err)
+			r.o.Logger.Error("render failed", "template", t.Template.Name(), "err", err)
+			r.o.Metrics.Count("render.errors", 1)
+			continue
+		}
+		for _, d := range out.Used {
+			if !seen[d.String()] {
+				seen[d.String()] = true
+				res.used = append(res.used, d)
+			}
+		}
+		if len(out.Missing) > 0 {
+			res.missing[t.Template.Name()] = out.Missing
+			continue
+		}
+		wrote, err := r.write(ctx, t, out.Output)
+		if err != nil {
+			res.errs = append(res.errs, err)
+			continue
+		}
+		if !wrote {
+			r.o.Metrics.Count("render.unchanged", 1)
+			continue
+		}
+		r.o.Metrics.Count("render.rendered", 1)
+		res.written = append(res.written, t.Destination)
+		if t.Command != "" && !slices.Contains(res.commands, t.Command) {
+			res.commands = append(res.commands, t.Command)
+		}
+	}
+	for _, c := range res.commands {
+		if err := r.command(ctx, c); err != nil {
+			res.errs = append(res.errs, err)
+		}
+	}
+	r.o.Metrics.Timing("render.pass", time.Since(begin))
+	return res
+}
+
+// write puts out at t's destination when it differs, through -check; it
+// reports whether the file was written.
+func (r *Runner) write(ctx context.Context, t *Target, out []byte) (bool, error) {
+	if r.o.Dry {
+		fmt.Fprintf(r.o.Stdout, "> %s\n%s", t.Destination, out)
+		return false, nil
+	}
+	if fi, err := os.Stat(t.Destination); err == nil && fi.IsDir() {
+		return false, fmt.Errorf("%s: destination %s is a directory", t.Template.Name(), t.Destination)
+	}
+	target, err := atomicfile.Resolve(t.Destination, t.File.FollowSymlinks)
+	if err != nil {
+		return false, fmt.Errorf("%s: %w", t.Template.Name(), err)
+	}
+	old, err := os.ReadFile(target)
+	if err == nil && bytes.Equal(old, out) {
+		_, err := atomicfile.Fix(target, t.File)
+		return false, err
+	}
+	st, err := atomicfile.Stage(target, out, t.File)
+	if err != nil {
+		return false, fmt.Errorf("%s: %w", t.Template.Name(), err)
+	}
+	defer st.Abort()
+	if t.Check != "" {
+		cmd := strings.ReplaceAll(t.Check, "{{.Path}}", shellQuote(st.Path()))
+		if output, err := runShell(ctx, cmd, t.timeout()); err != nil {
+			r.o.Metrics.Count("render.check_failures", 1)
+			r.o.Logger.Error("check refused the new file; the old one stays", "destination", t.Destination, "check", cmd, "err", err, "output", string(output))
+			return false, fmt.Errorf("%s: %w: %s: %v: %s", t.Destination, ErrCheckFailed, cmd, err, bytes.TrimSpace(output))
+		}
+	}
+	if t.Backup && old != nil {
+		if err := atomicfile.Replace(target+".bak", old, t.File); err != nil {
+			return false, fmt.Errorf("backup %s: %w", target, err)
+		}
+	}
+	inPlace, err := st.Commit()
+	if err != nil {
+		return false, fmt.Errorf("%s: %w", t.Template.Name(), err)
+	}
+	if inPlace {
+		r.o.Logger.Warn("rename refused (bind mount?); wrote the file in place, not atomically", "destination", t.Destination)
+	}
+	r.o.Logger.Info("rendered", "template", t.Template.Name(), "destination", t.Destination, "bytes", len(out))
+	return true, nil
+}
+
+func (t *Target) timeout() time.Duration {
+	if t.Timeout <= 0 {
+		return 30 * time.Second
+	}
+	return t.Timeout
+}
+
+func (r *Runner) command(ctx context.Context, c string) error {
+	timeout := 30 * time.Second
+	for _, t := range r.targets {
+		if t.Command == c {
+			timeout = t.timeout()
+			break
+		}
+	}
+	out, err := runShell(ctx, c, timeout)
+	if err != nil {
+		r.o.Metrics.Count("render.command_failures", 1)
+		r.o.Logger.Error("command failed", "command", c, "err", err, "output", string(out))
+		return fmt.Errorf("command %q: %w: %s", c, err, bytes.TrimSpace(out))
+	}
+	r.o.Logger.Info("command ran", "command", c)
+	return nil
+}
+
+func shellQuote(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'" }

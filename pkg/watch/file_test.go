@@ -1,0 +1,87 @@
+package watch
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+)
+
+// A file is followed through in-place writes, atomic renames and removal;
+// other files in its directory do not call fn.
+func TestFileFollowsWritesAndRenames(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "app.conf")
+	seen := make(chan string, 64)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- File(ctx, path, func() error {
+			b, err := os.ReadFile(path)
+			if err != nil {
+				seen <- "<missing>"
+				return err
+			}
+			seen <- string(b)
+			return nil
+		})
+	}()
+	expect := func(want string) {
+		t.Helper()
+		deadline := time.After(10 * time.Second)
+		for {
+			select {
+			case got := <-seen:
+				if got == want {
+					return
+				}
+			case <-deadline:
+				t.Fatalf("never saw %q", want)
+			}
+		}
+	}
+	expect("<missing>")
+	if err := os.WriteFile(path, []byte("one"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	expect("one")
+	tmp := filepath.Join(dir, ".app.conf.tmp")
+	if err := os.WriteFile(tmp, []byte("two"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		t.Fatal(err)
+	}
+	expect("two")
+	// Drain, then touch another file: fn must not be called for it.
+	for len(seen) > 0 {
+		<-seen
+	}
+	if err := os.WriteFile(filepath.Join(dir, "other"), []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(path); err != nil {
+		t.Fatal(err)
+	}
+	// The first call after the drain is the removal, not "other".
+	select {
+	case got := <-seen:
+		if got != "<missing>" {
+			t.Fatalf("after writing another file and removing ours, fn saw %q", got)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("removal not seen")
+	}
+	cancel()
+	if err := <-done; err != context.Canceled {
+		t.Fatalf("File returned %v", err)
+	}
+}
+
+func TestFileMissingDirectory(t *testing.T) {
+	err := File(context.Background(), filepath.Join(t.TempDir(), "no", "such", "file"), func() error { return nil })
+	if err == nil {
+		t.Fatal("watching a file in a missing directory succeeded")
+	}
+}
