@@ -80,7 +80,9 @@ func (t *Template) parse(b *Brain, s *deps) (*template.Template, error) {
 	funcs["writeToFile"] = writeToFile
 	funcs["byKey"], funcs["byTag"], funcs["byMeta"], funcs["explode"] = byKey, byTag, byMeta, explode
 	for _, name := range t.o.FunctionDenylist {
-		funcs[name] = func(...any) (string, error) { return "", fmt.Errorf("function %q is denied by the function denylist", name) }
+		funcs[name] = func(...any) (string, error) {
+			return "", fmt.Errorf("function %q is denied by the function denylist", name)
+		}
 	}
 	tmpl.Funcs(funcs)
 	if t.o.ErrMissingKey {
