@@ -27,6 +27,12 @@ type usageError struct{ err error }
 func (e usageError) Error() string { return e.err.Error() }
 func (e usageError) Unwrap() error { return e.err }
 
+// exitWith ends a tool with a given code and nothing printed: render -exec
+// ends with its child's code.
+type exitWith struct{ code int }
+
+func (e exitWith) Error() string { return fmt.Sprintf("exit code %d", e.code) }
+
 // errRefused is wrapped by errors that must exit with code 3.
 var errRefused = errors.New("refused")
 
@@ -39,6 +45,10 @@ func exitCode(err error, stderr io.Writer) int {
 func exitCodeFor(tool string, err error, stderr io.Writer) int {
 	if err == nil {
 		return exitOK
+	}
+	var ew exitWith
+	if errors.As(err, &ew) {
+		return ew.code
 	}
 	fmt.Fprintf(stderr, "%s: %v\n", tool, err)
 	var ue usageError
@@ -69,7 +79,8 @@ func Main(ctx context.Context, tool string, args []string, stdin io.Reader, stdo
 // tools are the commands that have a main of their own; each builds the same
 // cobra command that newKVXCmd mounts under kvx.
 var tools = map[string]func() *cobra.Command{
-	"kvx": newKVXCmd,
+	"kvx":    newKVXCmd,
+	"render": newRenderCmd,
 }
 
 // execute builds the kvx command tree and runs args against it.
@@ -105,7 +116,7 @@ func newKVXCmd() *cobra.Command {
 	}
 	root.AddCommand(newServerCmd(), newVersionCmd(), newBenchCmd(),
 		newInCmd(), newOutCmd(), newStatusCmd(), newStopCmd(), newStartCmd(),
-		newFreezeCmd(), newUnfreezeCmd(), newCopyCmd(), newRawCmd(), newDemoCmd())
+		newFreezeCmd(), newUnfreezeCmd(), newCopyCmd(), newRawCmd(), newDemoCmd(), newRenderCmd())
 	return root
 }
 

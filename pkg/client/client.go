@@ -12,6 +12,9 @@ type Options struct {
 	Address    string // host:port or a URL
 	Token      string
 	Datacenter string
+	// MaxConns bounds the connections to the server (0: unbounded): a
+	// tool holding many blocking queries at once never opens more.
+	MaxConns int
 }
 
 // config applies defaults < CONSUL_* environment < opts.
@@ -29,6 +32,10 @@ func config(opts Options) *consulapi.Config {
 	if conf.Transport != nil {
 		// A 30 kB answer is read in one system call rather than 4 kB first.
 		conf.Transport.ReadBufferSize = 64 << 10
+		if opts.MaxConns > 0 {
+			conf.Transport.MaxConnsPerHost = opts.MaxConns
+			conf.Transport.MaxIdleConnsPerHost = opts.MaxConns
+		}
 	}
 	return conf
 }

@@ -43,9 +43,11 @@ type Options struct {
 	Stdout      io.Writer
 	Logger      *slog.Logger
 	Metrics     metrics.Sink
-	// OnRendered, if set, is called after each pass with the destinations
-	// written (tests and the supervisor use it).
-	OnRendered func(written []string)
+	// OnPass, if set, is called after each pass: complete when no template
+	// missed data, with the destinations written (the -exec supervisor
+	// starts its child after the first complete pass and reloads it when a
+	// file was written).
+	OnPass func(complete bool, written []string)
 }
 
 // MissingError lists, per template, the data a -once render never got.
@@ -138,8 +140,8 @@ func (r *Runner) Run(ctx context.Context) error {
 		res := r.pass(ctx)
 		last = res
 		r.watcher.Watch(wctx, res.used)
-		if r.o.OnRendered != nil && len(res.written) > 0 {
-			r.o.OnRendered(res.written)
+		if r.o.OnPass != nil {
+			r.o.OnPass(len(res.missing) == 0 && len(res.errs) == 0, res.written)
 		}
 		if len(res.errs) > 0 && r.o.Once {
 			return errors.Join(res.errs...)

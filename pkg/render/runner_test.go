@@ -53,7 +53,11 @@ func TestRunnerRendersAndFollowsChanges(t *testing.T) {
 	dest := filepath.Join(t.TempDir(), "sub", "out.conf")
 	tg := target(t, "app.ctmpl", `{{ key "app/name" }} port={{ key "app/port" }}{{ range tree "app/conf" }} {{ .Key }}={{ .Value }}{{ end }}`, dest)
 	written := make(chan []string, 16)
-	r := NewRunner(sourceOf(srv.Client), []*Target{tg}, Options{OnRendered: func(w []string) { written <- w }})
+	r := NewRunner(sourceOf(srv.Client), []*Target{tg}, Options{OnPass: func(_ bool, w []string) {
+		if len(w) > 0 {
+			written <- w
+		}
+	}})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- r.Run(ctx) }()

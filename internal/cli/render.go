@@ -1,0 +1,306 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/kvxproject/kvx/pkg/atomicfile"
+	"github.com/kvxproject/kvx/pkg/client"
+	"github.com/kvxproject/kvx/pkg/metrics"
+	"github.com/kvxproject/kvx/pkg/render"
+)
+
+// renderOptions are render's flags, spelled as consul-template's where it
+// has them (-consul-addr, -consul-token, -template, -wait, -once, -dry,
+// -exec, -max-stale), so a script that runs consul-template runs render
+// unchanged.
+type renderOptions struct {
+	common
+	consulAddr, consulToken string
+	templates, configs      []string
+	once, dry               bool
+	wait                    string
+	onceTimeout, missingLog time.Duration
+	maxStale                time.Duration
+	maxConns                int
+	exec                    string
+	execReload, execKill    string
+	execKillTimeout         time.Duration
+	leftDelim, rightDelim   string
+}
+
+func newRenderCmd() *cobra.Command {
+	o := &renderOptions{}
+	cmd := &cobra.Command{
+		Use:   "render",
+		Short: "Render consul-template templates from KV and the catalog, again on every change",
+		Long: `render renders templates written in consul-template's language from the
+server's KV and catalog into files, atomically, and renders them again when
+the data they use changes; a command per template runs after a pass that
+changed its file (each distinct command once per pass). A template is
+written only once every piece of data it uses has been fetched; with -once
+a missing key or service is an error after -once-timeout that lists it.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error { return runRender(cmd, o) },
+	}
+	f := cmd.Flags()
+	o.common.register(f, withDogstatsd)
+	f.StringVar(&o.consulAddr, "consul-addr", "", "server address, as consul-template spells it (same as -http-addr)")
+	f.StringVar(&o.consulToken, "consul-token", "", "ACL token, as consul-template spells it (same as -token)")
+	f.StringArrayVar(&o.templates, "template", nil, "SOURCE:DESTINATION[:COMMAND] (repeatable)")
+	f.StringArrayVar(&o.configs, "config", nil, "consul-template HCL configuration file (repeatable; later files add templates and override settings)")
+	f.BoolVar(&o.once, "once", false, "render every template once, run the commands, and exit")
+	f.BoolVar(&o.dry, "dry", false, "print the rendered templates to stdout instead of writing them (with -once: and the dependency list)")
+	f.StringVar(&o.wait, "wait", "", "MIN[:MAX] quiescence after a change before rendering (e.g. 2s:10s)")
+	f.DurationVar(&o.onceTimeout, "once-timeout", 10*time.Second, "with -once: fail when data is still missing after this")
+	f.DurationVar(&o.missingLog, "missing-log", 30*time.Second, "log what a template still waits for this often")
+	f.DurationVar(&o.maxStale, "max-stale", 2*time.Second, "read from any server unless its data lags more than this (then read consistently); 0: always consistent")
+	f.IntVar(&o.maxConns, "max-connections", 32, "blocking queries (and connections) in flight at once")
+	f.StringVar(&o.exec, "exec", "", "command to supervise: started after the first complete render, reloaded on change; render exits with its code")
+	f.StringVar(&o.execReload, "exec-reload-signal", "", "signal sent to the -exec child when a file changed (default: restart it)")
+	f.StringVar(&o.execKill, "exec-kill-signal", "SIGTERM", "signal that stops the -exec child")
+	f.DurationVar(&o.execKillTimeout, "exec-kill-timeout", 30*time.Second, "SIGKILL the -exec child when it has not stopped after this")
+	f.StringVar(&o.leftDelim, "left-delim", "", "left template delimiter (default {{)")
+	f.StringVar(&o.rightDelim, "right-delim", "", "right template delimiter (default }})")
+	return cmd
+}
+
+// renderSetup is everything runRender builds from flags and config files.
+type renderSetup struct {
+	targets []*render.Target
+	opts    render.Options
+	child   *render.Child
+	addr    string
+	token   string
+}
+
+func (o *renderOptions) setup(cmd *cobra.Command) (*renderSetup, error) {
+	s := &renderSetup{addr: o.httpAddr, token: o.token}
+	if o.consulAddr != "" {
+		s.addr = o.consulAddr
+	}
+	if o.consulToken != "" {
+		s.token = o.consulToken
+	}
+	var tcs []render.TemplateConfig
+	ro := render.Options{Once: o.once, Dry: o.dry, OnceTimeout: o.onceTimeout, MissingLog: o.missingLog, Stdout: cmd.OutOrStdout()}
+	ro.Watch = render.WatchOptions{MaxConnections: o.maxConns, MaxStale: o.maxStale}
+	exec := &render.ExecConfig{Command: o.exec, ReloadSignal: o.execReload, KillSignal: o.execKill, KillTimeout: o.execKillTimeout}
+	for _, path := range o.configs {
+		c, err := render.LoadConfig(path)
+		if err != nil {
+			return nil, usageError{fmt.Errorf("-config: %w", err)}
+		}
+		if c.ConsulAddr != "" && !cmd.Flags().Changed("consul-addr") && !cmd.Flags().Changed("http-addr") {
+			s.addr = c.ConsulAddr
+		}
+		if c.ConsulToken != "" && !cmd.Flags().Changed("consul-token") && !cmd.Flags().Changed("token") {
+			s.token = c.ConsulToken
+		}
+		if c.LogLevel != "" && !cmd.Flags().Changed("log-level") {
+			o.logLevel = c.LogLevel
+		}
+		if c.MaxStale > 0 && !cmd.Flags().Changed("max-stale") {
+			ro.Watch.MaxStale = c.MaxStale
+		}
+		if c.Wait != nil && !cmd.Flags().Changed("wait") {
+			ro.Wait = *c.Wait
+		}
+		if c.OnceTimeout > 0 && !cmd.Flags().Changed("once-timeout") {
+			ro.OnceTimeout = c.OnceTimeout
+		}
+		if c.MissingLog > 0 && !cmd.Flags().Changed("missing-log") {
+			ro.MissingLog = c.MissingLog
+		}
+		if c.MaxConnections > 0 && !cmd.Flags().Changed("max-connections") {
+			ro.Watch.MaxConnections = c.MaxConnections
+		}
+		if c.Exec != nil && !cmd.Flags().Changed("exec") {
+			exec = c.Exec
+		}
+		tcs = append(tcs, c.Templates...)
+	}
+	for _, t := range o.templates {
+		tc, err := render.ParseTemplateFlag(t)
+		if err != nil {
+			return nil, usageError{err}
+		}
+		tcs = append(tcs, tc)
+	}
+	if len(tcs) == 0 {
+		return nil, usageError{errors.New("no templates: give -template SOURCE:DESTINATION or -config FILE")}
+	}
+	if o.wait != "" {
+		w, err := render.ParseWait(o.wait)
+		if err != nil {
+			return nil, usageError{fmt.Errorf("-wait: %w", err)}
+		}
+		ro.Wait = w
+	}
+	for _, tc := range tcs {
+		t, err := o.target(tc)
+		if err != nil {
+			return nil, err
+		}
+		s.targets = append(s.targets, t)
+	}
+	s.opts = ro
+	if exec.Command != "" {
+		reload, err := render.ParseSignal(exec.ReloadSignal)
+		if err != nil {
+			return nil, usageError{fmt.Errorf("-exec-reload-signal: %w", err)}
+		}
+		kill, err := render.ParseSignal(exec.KillSignal)
+		if err != nil {
+			return nil, usageError{fmt.Errorf("-exec-kill-signal: %w", err)}
+		}
+		s.child = &render.Child{Command: exec.Command, ReloadSignal: reload, KillSignal: kill, KillTimeout: exec.KillTimeout,
+			Stdout: cmd.OutOrStdout(), Stderr: cmd.ErrOrStderr()}
+	}
+	return s, nil
+}
+
+// target reads one template's source and builds its Target; the
+// destination's directory is created when the first render writes it.
+func (o *renderOptions) target(tc render.TemplateConfig) (*render.Target, error) {
+	text, name := tc.Contents, "(contents)"
+	if tc.Source != "" {
+		b, err := os.ReadFile(tc.Source)
+		if err != nil {
+			return nil, usageError{fmt.Errorf("template %s: %w", tc.Source, err)}
+		}
+		text, name = string(b), tc.Source
+	}
+	left, right := tc.LeftDelim, tc.RightDelim
+	if left == "" {
+		left = o.leftDelim
+	}
+	if right == "" {
+		right = o.rightDelim
+	}
+	tmpl, err := render.NewTemplate(render.TemplateOptions{
+		Name: name, Text: text, LeftDelim: left, RightDelim: right,
+		ErrMissingKey: tc.ErrMissingKey, SandboxPath: tc.SandboxPath, FunctionDenylist: tc.FunctionDenylist,
+	})
+	if err != nil {
+		return nil, usageError{err}
+	}
+	dest, err := filepath.Abs(tc.Destination)
+	if err != nil {
+		return nil, usageError{err}
+	}
+	if fi, err := os.Stat(dest); err == nil && fi.IsDir() {
+		return nil, usageError{fmt.Errorf("template %s: destination %s is a directory", name, dest)}
+	}
+	t := &render.Target{Template: tmpl, Destination: dest, Command: tc.Command, Check: tc.Check, Timeout: tc.CommandTimeout, Backup: tc.Backup,
+		File: atomicfile.Options{Mode: tc.Perms, InPlaceFallback: true}}
+	if tc.Wait != nil {
+		t.Wait = *tc.Wait
+	}
+	if tc.User != "" || tc.Group != "" {
+		uid, gid, err := atomicfile.Owner(tc.User, tc.Group)
+		if err != nil {
+			return nil, usageError{fmt.Errorf("template %s: %w", name, err)}
+		}
+		t.File.SetOwner, t.File.UID, t.File.GID = true, uid, gid
+	}
+	return t, nil
+}
+
+func runRender(cmd *cobra.Command, o *renderOptions) error {
+	s, err := o.setup(cmd)
+	if err != nil {
+		return err
+	}
+	logger, err := newLogger(cmd.ErrOrStderr(), o.logLevel, o.logJSON)
+	if err != nil {
+		return err
+	}
+	c, err := client.New(client.Options{Address: s.addr, Token: s.token, Datacenter: o.datacenter, MaxConns: s.opts.Watch.MaxConnections})
+	if err != nil {
+		return usageError{err}
+	}
+	s.opts.Logger = logger
+	if s.child != nil {
+		s.child.Logger = logger
+	}
+	if o.dogstatsd != "" {
+		d, err := metrics.NewDogstatsd(o.dogstatsd, "kvx.")
+		if err != nil {
+			return usageError{err}
+		}
+		defer d.Close()
+		s.opts.Metrics = d
+	}
+	src := render.Source{KV: c.KV(), Health: c.Health(), Catalog: c.Catalog(), NodeName: c.Agent().NodeName}
+	ctx, cancel := context.WithCancel(cmd.Context())
+	defer cancel()
+	if s.child == nil {
+		return render.NewRunner(src, s.targets, s.opts).Run(ctx)
+	}
+	return superviseRender(ctx, cancel, src, s, logger)
+}
+
+// superviseRender runs the renderer with an -exec child: the child starts
+// after the first complete pass and is reloaded after a pass that wrote a
+// file; signals render receives (other than the ones that stop it) go to
+// the child; when the child exits, render exits with its code.
+func superviseRender(ctx context.Context, cancel context.CancelFunc, src render.Source, s *renderSetup, logger interface {
+	Error(string, ...any)
+}) error {
+	child := s.child
+	started := make(chan error, 1)
+	var running atomic.Bool
+	s.opts.Once = false // the child runs on; render follows the data for it
+	s.opts.OnPass = func(complete bool, written []string) {
+		switch {
+		case !running.Load() && complete:
+			running.Store(true)
+			started <- child.Start()
+		case running.Load() && len(written) > 0:
+			if err := child.Reload(); err != nil {
+				logger.Error("reload child", "err", err)
+			}
+		}
+	}
+	fwd := make(chan os.Signal, 4)
+	signal.Notify(fwd, syscall.SIGHUP, syscall.SIGUSR1, syscall.SIGUSR2)
+	defer signal.Stop(fwd)
+	runErr := make(chan error, 1)
+	go func() { runErr <- render.NewRunner(src, s.targets, s.opts).Run(ctx) }()
+	var done <-chan struct{}
+	for {
+		select {
+		case err := <-started:
+			if err != nil {
+				cancel()
+				<-runErr
+				return err
+			}
+			done = child.Done()
+		case sig := <-fwd:
+			if running.Load() {
+				_ = child.Signal(sig.(syscall.Signal))
+			}
+		case <-done:
+			cancel()
+			<-runErr
+			return exitWith{child.ExitCode()}
+		case err := <-runErr:
+			child.Stop()
+			if errors.Is(err, context.Canceled) && running.Load() {
+				return exitWith{child.ExitCode()}
+			}
+			return err
+		}
+	}
+}
