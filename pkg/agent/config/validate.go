@@ -115,4 +115,3 @@ func crossCheck(files []*Definitions) []error {
 	}
 	return errs
 }
-
