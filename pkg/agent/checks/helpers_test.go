@@ -69,21 +69,31 @@ func start(t *testing.T, defs ...config.Check) (*Manager, *recorder) {
 	if err := m.Replace(defs); err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(runManager(t, m))
+	return m, rec
+}
+
+// runManager runs m until the returned stop is called; stop cancels Run
+// and fails the test unless Run returns context.Canceled soon after.
+func runManager(t *testing.T, m *Manager) (stop func()) {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- m.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			if !errors.Is(err, context.Canceled) {
-				t.Errorf("Run returned %v, want context.Canceled", err)
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			cancel()
+			select {
+			case err := <-done:
+				if !errors.Is(err, context.Canceled) {
+					t.Errorf("Run returned %v, want context.Canceled", err)
+				}
+			case <-time.After(deadline):
+				t.Errorf("Run did not return within %s of cancel: a check goroutine is stuck", deadline)
 			}
-		case <-time.After(deadline):
-			t.Errorf("Run did not return within %s of cancel", deadline)
-		}
-	})
-	return m, rec
+		})
+	}
 }
 
 // waitUntil polls cond (cheap, local) until it holds, yielding between tries.

@@ -1,9 +1,7 @@
 package checks
 
 import (
-	"context"
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -172,12 +170,9 @@ func TestReplaceBeforeAndAfterRun(t *testing.T) {
 	if hits.Load() != 0 {
 		t.Error("a check ran before Run")
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- m.Run(ctx) }()
+	stop := runManager(t, m)
 	waitUntil(t, "a probed", func() bool { return hits.Load() > 0 })
-	cancel()
-	<-done
+	stop()
 	after := hits.Load()
 	// After Run, Replace still works and starts nothing.
 	if err := m.Replace([]config.Check{{ID: "b", TTL: time.Second}}); err != nil {
@@ -196,24 +191,14 @@ func TestRunCancelKillsHungScript(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- m.Run(ctx) }()
+	stop := runManager(t, m)
 	var pid string
 	waitUntil(t, "the script started", func() bool {
 		b, err := os.ReadFile(pidFile)
 		pid = strings.TrimSpace(string(b))
 		return err == nil && pid != ""
 	})
-	cancel()
-	select {
-	case err := <-done:
-		if !errors.Is(err, context.Canceled) {
-			t.Errorf("Run = %v", err)
-		}
-	case <-time.After(deadline):
-		t.Fatal("Run did not return: the hung script was not killed on cancel")
-	}
+	stop() // fails the test if the hung script keeps Run from returning
 	waitUntil(t, "the script's child "+pid+" killed", func() bool { return !processAlive(pid) })
 }
 
