@@ -37,14 +37,16 @@ type check struct {
 	done   chan struct{}
 }
 
-func (m *Manager) newCheck(d config.Check, status, output string) *check {
+// newCheck makes a check of d whose state starts as from's status, output
+// and since.
+func (m *Manager) newCheck(d config.Check, from State) *check {
 	c := &check{
 		def:       d,
 		log:       m.log.With("check", d.ID),
 		notify:    m.opts.Notify,
 		interval:  d.Interval,
 		outputMax: d.OutputMaxSize,
-		state:     State{CheckID: d.ID, Name: d.Name, ServiceID: d.ServiceID, Status: status, Output: output},
+		state:     State{CheckID: d.ID, Name: d.Name, ServiceID: d.ServiceID, Status: from.Status, Output: from.Output, Since: from.Since},
 		ttlReset:  make(chan struct{}, 1),
 		// Start as Consul's status handler starts: at the thresholds, so
 		// the first result counts at once.
@@ -94,6 +96,9 @@ func (c *check) set(status, output string, force bool) {
 	output = truncateHead(output, c.outputMax)
 	c.mu.Lock()
 	changed := c.state.Status != status || c.state.Output != output
+	if c.state.Status != status {
+		c.state.Since = time.Now()
+	}
 	c.state.Status, c.state.Output = status, output
 	st := c.state
 	c.mu.Unlock()

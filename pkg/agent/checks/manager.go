@@ -26,6 +26,10 @@ type State struct {
 	ServiceID string
 	Status    string // passing, warning or critical
 	Output    string
+	// Since is when the check took its current status (for
+	// deregister_critical_service_after); a change of output alone
+	// does not move it.
+	Since time.Time
 }
 
 // Options configure a Manager.
@@ -136,11 +140,10 @@ func (m *Manager) Replace(defs []config.Check) error {
 		case ok && sameDefinition(prev.def, d):
 			next[id] = prev
 		case ok:
-			st := prev.snapshot()
-			c := m.newCheck(d, st.Status, st.Output)
+			c := m.newCheck(d, prev.snapshot())
 			next[id], stop, start = c, append(stop, prev), append(start, c)
 		default:
-			c := m.newCheck(d, d.InitialStatus(), "")
+			c := m.newCheck(d, State{Status: d.InitialStatus(), Since: time.Now()})
 			next[id], start = c, append(start, c)
 		}
 	}

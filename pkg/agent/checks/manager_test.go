@@ -36,7 +36,7 @@ func TestThresholds(t *testing.T) {
 			var got []string
 			m := New(Options{Notify: func(s State) { got = append(got, s.Status[:1]) }})
 			c := m.newCheck(config.Check{ID: "x", TCP: "h:1", Interval: time.Second,
-				SuccessBeforePassing: tc.sbp, FailuresBeforeWarning: tc.fbw, FailuresBeforeCritical: tc.fbc}, "", "")
+				SuccessBeforePassing: tc.sbp, FailuresBeforeWarning: tc.fbw, FailuresBeforeCritical: tc.fbc}, State{})
 			for _, r := range tc.results {
 				status := map[rune]string{'p': P, 'w': W, 'c': C}[r]
 				c.report(status, "out") // one output: only status changes notify
@@ -126,14 +126,15 @@ func TestReplace(t *testing.T) {
 		t.Errorf("unchanged check b notified %d more times, want it left running untouched", n-before)
 	}
 
-	// b changed: restarts, keeping its status and output.
+	// b changed: restarts, keeping its status, output and since.
+	bBefore, _ := m.Status("b")
 	b3 := b2
 	b3.Notes = "now with notes"
 	if err := m.Replace([]config.Check{b3, c}); err != nil {
 		t.Fatal(err)
 	}
-	if st, _ := m.Status("b"); st.Status != config.StatusPassing || st.Output != "fed" {
-		t.Errorf("changed check b = %+v, want it restarted from its state", st)
+	if st, _ := m.Status("b"); st != bBefore {
+		t.Errorf("changed check b = %+v, want it restarted from its state %+v", st, bBefore)
 	}
 
 	var ids []string

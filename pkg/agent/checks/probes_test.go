@@ -193,11 +193,18 @@ func TestTTLCheck(t *testing.T) {
 	if err != nil || out != "all good" {
 		t.Fatalf("UpdateTTL = %q, %v", out, err)
 	}
-	if st, _ := m.Status("ttl"); st.Status != config.StatusPassing || st.Output != "all good" {
+	st, _ := m.Status("ttl")
+	if st.Status != config.StatusPassing || st.Output != "all good" || st.Since.IsZero() {
 		t.Errorf("after update: %+v", st)
 	}
+	if _, err := m.UpdateTTL("ttl", config.StatusPassing, "still good"); err != nil {
+		t.Fatal(err)
+	}
+	if st2, _ := m.Status("ttl"); st2.Output != "still good" || !st2.Since.Equal(st.Since) {
+		t.Errorf("an output change moved Since: %+v, was %+v", st2, st)
+	}
 	s := rec.waitFor(t, "ttl", "expiry", func(s State) bool { return strings.HasPrefix(s.Output, "TTL expired") })
-	if s.Status != config.StatusCritical || s.Output != "TTL expired (last output before timeout follows): all good" {
+	if s.Status != config.StatusCritical || s.Output != "TTL expired (last output before timeout follows): still good" {
 		t.Errorf("expired state = %+v", s)
 	}
 
