@@ -8,6 +8,7 @@ import (
 	"go/token"
 	"io/fs"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -70,7 +71,11 @@ func TestImportRules(t *testing.T) {
 		{"github.com/go-git/go-git", "pkg/gitsync"},
 		{"github.com/fsnotify/fsnotify", "pkg/watch"},
 	}
-	leaves := []string{"pkg/server/state", "pkg/metrics"} // import nothing of ours
+	leaves := []string{"pkg/server/state", "pkg/metrics", "pkg/agent/config"} // import nothing of ours
+	// onlyOurs: the only packages of ours a directory's non-test code may import.
+	onlyOurs := map[string][]string{
+		"pkg/agent/checks": {module + "pkg/agent/config"},
+	}
 	for _, f := range goFiles(t) {
 		for _, imp := range f.imports {
 			for _, o := range owners {
@@ -82,6 +87,9 @@ func TestImportRules(t *testing.T) {
 				if f.dir == leaf && !f.test && strings.HasPrefix(imp, module) {
 					t.Errorf("%s imports %s: %s is a leaf", f.path, imp, leaf)
 				}
+			}
+			if allowed, ok := onlyOurs[f.dir]; ok && !f.test && strings.HasPrefix(imp, module) && !slices.Contains(allowed, imp) {
+				t.Errorf("%s imports %s: %s may import only %v of ours", f.path, imp, f.dir, allowed)
 			}
 			if imp == module+"pkg/servertest" && !f.test {
 				t.Errorf("%s imports servertest outside a test", f.path)
