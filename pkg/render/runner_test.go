@@ -18,7 +18,7 @@ func sourceOf(c *consulapi.Client) Source {
 	return Source{KV: c.KV(), Health: c.Health(), Catalog: c.Catalog()}
 }
 
-func put(t *testing.T, c *consulapi.Client, kv ...string) {
+func put(t testing.TB, c *consulapi.Client, kv ...string) {
 	t.Helper()
 	for i := 0; i+1 < len(kv); i += 2 {
 		if _, err := c.KV().Put(&consulapi.KVPair{Key: kv[i], Value: []byte(kv[i+1])}, nil); err != nil {
