@@ -2,6 +2,7 @@ package watch
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
@@ -83,5 +84,49 @@ func TestFileMissingDirectory(t *testing.T) {
 	err := File(context.Background(), filepath.Join(t.TempDir(), "no", "such", "file"), func() error { return nil })
 	if err == nil {
 		t.Fatal("watching a file in a missing directory succeeded")
+	}
+}
+
+// With a quiet period, the first call is made at once and a burst of
+// changes ends in a call that sees the last of them.
+func TestFileQuietCallsAfterTheLastChange(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "app.conf")
+	if err := os.WriteFile(path, []byte("v0"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	seen := make(chan string, 64)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- FileQuiet(ctx, path, 20*time.Millisecond, func() error {
+			b, _ := os.ReadFile(path)
+			seen <- string(b)
+			return nil
+		})
+	}()
+	if got := <-seen; got != "v0" {
+		t.Fatalf("first call saw %q, want v0", got)
+	}
+	for i := 1; i <= 5; i++ {
+		tmp := filepath.Join(dir, ".app.conf.tmp")
+		if err := os.WriteFile(tmp, fmt.Appendf(nil, "v%d", i), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Rename(tmp, path); err != nil {
+			t.Fatal(err)
+		}
+	}
+	deadline := time.After(10 * time.Second)
+	for got := ""; got != "v5"; {
+		select {
+		case got = <-seen:
+		case <-deadline:
+			t.Fatal("the last change was never seen")
+		}
+	}
+	cancel()
+	if err := <-done; err != context.Canceled {
+		t.Fatalf("FileQuiet returned %v", err)
 	}
 }
