@@ -42,18 +42,24 @@ func (o *inOptions) checkWatch(cmd *cobra.Command) error {
 // watchIn is kvx in -watch: push -f FILE at the start, then each time it
 // has changed and been quiet for -wait. Each push is the one-shot's
 // (pushSource): same refusals, and nothing written when KV already holds
-// the checksum. A refusal or an error is logged and the next change tried;
-// SIGINT or SIGTERM (ctx cancelled) end it with exit 0, as out --watch.
+// the checksum. A refusal is logged and the next change tried; an error
+// (the server down) is logged and tried again with backoff (1 s doubling
+// to 30 s) until it succeeds or the file changes. SIGINT or SIGTERM (ctx
+// cancelled) end it with exit 0, as out --watch.
 func watchIn(cmd *cobra.Command, s *session, o *inOptions, codec transport.Codec) error {
 	ctx := cmd.Context()
 	s.logger.Info("watching", "key", o.key, "file", o.file, "wait", o.quiet, "node", s.Node)
-	err := watch.FileQuiet(ctx, o.file, o.quiet, func() error {
+	wo := watch.FileOptions{Quiet: o.quiet, Retry: time.Second, MaxRetry: 30 * time.Second}
+	err := watch.FileWith(ctx, o.file, wo, func() error {
 		res, err := pushSource(cmd, s, o, codec)
 		if ctx.Err() != nil {
-			return ctx.Err() // ending: not a failed push
+			return nil // ending: not a failed push
 		}
 		logPush(s.logger, o, res, err)
-		return err
+		if errors.Is(err, transport.ErrRefused) || errors.Is(err, fs.ErrNotExist) {
+			return nil // the file must change first: wait for it
+		}
+		return err // the server, a read: tried again with backoff
 	})
 	if errors.Is(err, context.Canceled) {
 		return nil

@@ -26,6 +26,24 @@ func File(ctx context.Context, path string, fn func() error) error {
 // them. Each event restarts the period. The first call, at the start, is
 // made at once. A quiet of 0 or less calls fn on every event, as File does.
 func FileQuiet(ctx context.Context, path string, quiet time.Duration, fn func() error) error {
+	return FileWith(ctx, path, FileOptions{Quiet: quiet}, fn)
+}
+
+// FileOptions tune FileWith.
+type FileOptions struct {
+	Quiet time.Duration // as FileQuiet's quiet
+	// Retry, when positive, calls fn again after an error without waiting
+	// for a change: after Retry, doubling on each further error up to
+	// MaxRetry (default 30 s). A change before then calls fn as usual.
+	Retry, MaxRetry time.Duration
+}
+
+// FileWith is FileQuiet with retries of a failed call (FileOptions.Retry).
+func FileWith(ctx context.Context, path string, o FileOptions, fn func() error) error {
+	quiet := o.Quiet
+	if o.MaxRetry <= 0 {
+		o.MaxRetry = 30 * time.Second
+	}
 	abs, err := filepath.Abs(path)
 	if err != nil {
 		return err
@@ -48,9 +66,34 @@ func FileQuiet(ctx context.Context, path string, quiet time.Duration, fn func() 
 			timer.Stop()
 		}
 	}()
+	var (
+		retry      *time.Timer
+		retryFire  <-chan time.Time // nil while no retry is pending
+		retryAfter time.Duration
+	)
+	defer func() {
+		if retry != nil {
+			retry.Stop()
+		}
+	}()
+	// call calls fn, and schedules a retry when it fails and retries are on.
+	call := func() {
+		retryFire = nil
+		if err := fn(); err == nil || o.Retry <= 0 || ctx.Err() != nil {
+			retryAfter = 0
+			return
+		}
+		retryAfter = min(max(2*retryAfter, o.Retry), o.MaxRetry)
+		if retry == nil {
+			retry = time.NewTimer(retryAfter)
+		} else {
+			retry.Reset(retryAfter)
+		}
+		retryFire = retry.C
+	}
 	changed := func() {
 		if quiet <= 0 {
-			_ = fn()
+			call()
 			return
 		}
 		if timer == nil {
@@ -60,14 +103,16 @@ func FileQuiet(ctx context.Context, path string, quiet time.Duration, fn func() 
 		}
 		fire = timer.C
 	}
-	_ = fn()
+	call()
 	for {
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-fire:
 			fire = nil
-			_ = fn()
+			call()
+		case <-retryFire:
+			call()
 		case err, ok := <-w.Errors:
 			if !ok {
 				return ctx.Err()

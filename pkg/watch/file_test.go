@@ -130,3 +130,38 @@ func TestFileQuietCallsAfterTheLastChange(t *testing.T) {
 		t.Fatalf("FileQuiet returned %v", err)
 	}
 }
+
+// With Retry, a failed call is made again without any change to the file,
+// until it succeeds; then no more retries.
+func TestFileWithRetriesAFailedCall(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "app.conf")
+	calls := make(chan int, 64)
+	n := 0
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- FileWith(ctx, path, FileOptions{Retry: time.Millisecond, MaxRetry: 4 * time.Millisecond}, func() error {
+			n++
+			calls <- n
+			if n < 4 {
+				return fmt.Errorf("failure %d", n)
+			}
+			return nil
+		})
+	}()
+	deadline := time.After(10 * time.Second)
+	for got := 0; got < 4; {
+		select {
+		case got = <-calls:
+		case <-deadline:
+			t.Fatal("a failed call was not retried")
+		}
+	}
+	cancel()
+	if err := <-done; err != context.Canceled {
+		t.Fatalf("FileWith returned %v", err)
+	}
+	if n != 4 {
+		t.Fatalf("fn called %d times, want 4 (3 failures, then no retry after the success)", n)
+	}
+}
