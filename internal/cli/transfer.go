@@ -159,7 +159,9 @@ type inOptions struct {
 	compress       string
 	urlTimeout     time.Duration
 	diffMax        int
-	wait           waitFlags // -wait-delivered, -want (status.go)
+	wait           waitFlags     // -wait-delivered, -want (status.go)
+	watch          bool          // -watch: keep running, push each change of -f FILE (in_watch.go)
+	quiet          time.Duration // -wait: with -watch, the quiet period before a push
 }
 
 func newInCmd() *cobra.Command {
@@ -173,7 +175,11 @@ with exit code 3 and nothing written: fewer than -l lines, more than
 already holds the same checksum. Data and checksum change in one
 transaction; files whose stored form is over 256 KiB go in content-addressed
 chunks flipped by one transaction. With -dogstatsd-addr a Datadog event
-"Updated: <key>" carries the diff against the previous version.`,
+"Updated: <key>" carries the diff against the previous version.
+
+With -watch, keep running and push -f FILE each time it changes (written,
+or replaced by a rename as render and editors do), once it has been quiet
+for -wait; a refusal or an error is logged and the next change tried.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return runIn(cmd, o) },
 	}
@@ -188,6 +194,8 @@ chunks flipped by one transaction. With -dogstatsd-addr a Datadog event
 	f.DurationVar(&o.urlTimeout, "url-timeout", 30*time.Second, "give up on -u after this long")
 	f.IntVar(&o.diffMax, "diff-max", transport.DefaultDiffMax, "cap on the diff text of the update event, in bytes")
 	o.wait.register(f, "wait-delivered", "after the push, wait up to this long for -want nodes to have it")
+	f.BoolVarP(&o.watch, "watch", "w", false, "keep running: push -f FILE again each time it changes")
+	f.DurationVar(&o.quiet, "wait", defaultInQuiet, "with --watch: push once FILE has not changed for this long")
 	return cmd
 }
 
@@ -196,6 +204,9 @@ func runIn(cmd *cobra.Command, o *inOptions) error {
 		return err
 	}
 	if err := absFile(&o.file); err != nil {
+		return err
+	}
+	if err := o.checkWatch(cmd); err != nil {
 		return err
 	}
 	if (o.file == "") == (o.url == "") {
@@ -213,14 +224,10 @@ func runIn(cmd *cobra.Command, o *inOptions) error {
 		return err
 	}
 	defer s.close()
-	content, err := readSource(cmd.Context(), cmd.InOrStdin(), o)
-	if err != nil {
-		return refusal(err)
+	if o.watch {
+		return watchIn(cmd, s, o, codec)
 	}
-	res, err := s.Push(cmd.Context(), transport.PushOptions{
-		Key: o.key, Content: content, MinLines: o.minLines, MaxSize: o.maxSize,
-		Codec: codec, Recode: cmd.Flags().Changed("compress"), Diff: s.events != nil, DiffMax: o.diffMax,
-	})
+	res, err := pushSource(cmd, s, o, codec)
 	if err != nil {
 		return refusal(err)
 	}
@@ -242,12 +249,30 @@ func runIn(cmd *cobra.Command, o *inOptions) error {
 		fmt.Fprintf(w, " in %d chunks", res.Chunks)
 	}
 	fmt.Fprintf(w, " (%v)\n", res.Took.Round(time.Millisecond))
-	if s.events != nil && !res.Reencoded {
+	return o.wait.afterPush(cmd, s, o.prefix, res)
+}
+
+// pushSource is one push of kvx in, one-shot or under -watch: read the
+// source, push it with every refusal the flags ask for, and send the
+// update event for an upload.
+func pushSource(cmd *cobra.Command, s *session, o *inOptions, codec transport.Codec) (transport.PushResult, error) {
+	content, err := readSource(cmd.Context(), cmd.InOrStdin(), o)
+	if err != nil {
+		return transport.PushResult{}, err
+	}
+	res, err := s.Push(cmd.Context(), transport.PushOptions{
+		Key: o.key, Content: content, MinLines: o.minLines, MaxSize: o.maxSize,
+		Codec: codec, Recode: cmd.Flags().Changed("compress"), Diff: s.events != nil, DiffMax: o.diffMax,
+	})
+	if err != nil {
+		return res, err
+	}
+	if res.Uploaded && s.events != nil && !res.Reencoded {
 		if err := s.events.Event("Updated: "+res.Key, res.Diff, "info", "kvx:success", "key:"+res.Key, "host:"+s.Node); err != nil {
 			s.logger.Warn("send update event", "err", err)
 		}
 	}
-	return o.wait.afterPush(cmd, s, o.prefix, res)
+	return res, nil
 }
 
 // readSource reads -f FILE, -f - or -u URL, never more than the size cap

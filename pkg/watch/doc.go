@@ -5,5 +5,6 @@
 // or a new cluster). It knows nothing of KV layouts: the query and
 // the handler are the caller's. File follows one local file through writes
 // and atomic renames (fsnotify on its directory; only this package imports
-// fsnotify).
+// fsnotify), FileQuiet and FileWith the same with a quiet period after a
+// change and retries of a failed call.
 package watch
