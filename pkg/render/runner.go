@@ -30,6 +30,8 @@ type Target struct {
 	File        atomicfile.Options
 	Backup      bool // keep the previous file as <destination>.bak
 	Wait        Wait // this template's own quiescence, when longer than the runner's
+
+	used, missing []Dep // of the last execution
 }
 
 // Options tune a Runner.
@@ -235,6 +237,18 @@ func (r *Runner) pass(ctx context.Context) passResult {
 	res := passResult{missing: map[string][]Dep{}}
 	seen := map[string]bool{}
 	for _, t := range r.targets {
+		// A template whose last execution missed data that is still
+		// missing would miss it again: not executed until it arrives.
+		if still := r.stillMissing(t); len(still) > 0 {
+			res.missing[t.Template.Name()] = still
+			for _, d := range t.used {
+				if !seen[d.String()] {
+					seen[d.String()] = true
+					res.used = append(res.used, d)
+				}
+			}
+			continue
+		}
 		out, err := t.Template.Execute(r.brain)
 		if err != nil {
 			res.errs = append(res.errs, err)
@@ -248,6 +262,7 @@ func (r *Runner) pass(ctx context.Context) passResult {
 				res.used = append(res.used, d)
 			}
 		}
+		t.used, t.missing = out.Used, out.Missing
 		if len(out.Missing) > 0 {
 			res.missing[t.Template.Name()] = out.Missing
 			continue
@@ -274,6 +289,18 @@ func (r *Runner) pass(ctx context.Context) passResult {
 	}
 	r.o.Metrics.Timing("render.pass", time.Since(begin))
 	return res
+}
+
+// stillMissing returns the dependencies t's last execution missed that
+// have still not been received.
+func (r *Runner) stillMissing(t *Target) []Dep {
+	var out []Dep
+	for _, d := range t.missing {
+		if _, ok := r.brain.Recall(d); !ok {
+			out = append(out, d)
+		}
+	}
+	return out
 }
 
 // write puts out at t's destination when it differs, through -check; it

@@ -3,9 +3,11 @@ package render
 import (
 	"bytes"
 	"fmt"
+	"maps"
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"text/template"
 )
 
@@ -20,9 +22,12 @@ type TemplateOptions struct {
 	FunctionDenylist      []string // functions that fail when called
 }
 
-// Template is a parsed template, executed against a Brain each pass.
+// Template is a parsed template, executed against a Brain each pass: the
+// parse tree is kept, and each execution runs a clone with the data
+// functions bound to that execution.
 type Template struct {
-	o TemplateOptions
+	o      TemplateOptions
+	parsed *template.Template
 }
 
 // Result is one execution: the output, the dependencies the template used,
@@ -52,9 +57,11 @@ func (e *ParseError) Error() string {
 // included) is found before anything runs.
 func NewTemplate(o TemplateOptions) (*Template, error) {
 	t := &Template{o: o}
-	if _, err := t.parse(NewBrain(), &deps{}); err != nil {
+	parsed, err := t.parse(NewBrain(), &deps{})
+	if err != nil {
 		return nil, err
 	}
+	t.parsed = parsed
 	return t, nil
 }
 
@@ -64,27 +71,37 @@ func (t *Template) Name() string { return t.o.Name }
 var parseErr = regexp.MustCompile(`^template: [^:]*:(\d+):(?:(\d+):)? ?(.*)$`)
 var undefined = regexp.MustCompile(`function "([^"]+)" not defined`)
 
-func (t *Template) parse(b *Brain, s *deps) (*template.Template, error) {
-	tmpl := template.New(t.o.Name).Delims(t.o.LeftDelim, t.o.RightDelim)
-	funcs := Helpers()
-	for _, m := range []template.FuncMap{dataFuncs(b, s, t.o.SandboxPath), envFuncs(t.o.Env), sprigFuncs()} {
-		for k, v := range m {
-			funcs[k] = v
-		}
-	}
-	sc := &Scratch{}
-	funcs["scratch"] = func() *Scratch { return sc }
-	funcs["executeTemplate"] = executeTemplateFunc(tmpl)
+// staticFuncs are the functions that hold no per-execution state, built
+// once.
+var staticFuncs = sync.OnceValue(func() template.FuncMap {
+	funcs := sprigFuncs()
+	maps.Copy(funcs, Helpers())
 	funcs["timestamp"] = timestamp
 	funcs["plugin"] = plugin
 	funcs["writeToFile"] = writeToFile
 	funcs["byKey"], funcs["byTag"], funcs["byMeta"], funcs["explode"] = byKey, byTag, byMeta, explode
+	return funcs
+})
+
+// boundFuncs are the functions bound to one execution: data functions
+// reading b and recording into s, a fresh scratch, executeTemplate on tmpl.
+func (t *Template) boundFuncs(tmpl *template.Template, b *Brain, s *deps) template.FuncMap {
+	funcs := dataFuncs(b, s, t.o.SandboxPath)
+	maps.Copy(funcs, envFuncs(t.o.Env))
+	sc := &Scratch{}
+	funcs["scratch"] = func() *Scratch { return sc }
+	funcs["executeTemplate"] = executeTemplateFunc(tmpl)
 	for _, name := range t.o.FunctionDenylist {
 		funcs[name] = func(...any) (string, error) {
 			return "", fmt.Errorf("function %q is denied by the function denylist", name)
 		}
 	}
-	tmpl.Funcs(funcs)
+	return funcs
+}
+
+func (t *Template) parse(b *Brain, s *deps) (*template.Template, error) {
+	tmpl := template.New(t.o.Name).Delims(t.o.LeftDelim, t.o.RightDelim)
+	tmpl.Funcs(staticFuncs()).Funcs(t.boundFuncs(tmpl, b, s))
 	if t.o.ErrMissingKey {
 		tmpl.Option("missingkey=error")
 	} else {
@@ -129,10 +146,11 @@ func (t *Template) parseError(err error) error {
 // Execute runs the template against b.
 func (t *Template) Execute(b *Brain) (Result, error) {
 	s := &deps{}
-	tmpl, err := t.parse(b, s)
+	tmpl, err := t.parsed.Clone()
 	if err != nil {
-		return Result{}, err
+		return Result{}, fmt.Errorf("execute %s: %w", t.o.Name, err)
 	}
+	tmpl.Funcs(t.boundFuncs(tmpl, b, s))
 	var out bytes.Buffer
 	if err := tmpl.Execute(&out, nil); err != nil {
 		return Result{}, fmt.Errorf("execute %s: %w", t.o.Name, err)

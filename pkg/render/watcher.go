@@ -75,6 +75,13 @@ type Watcher struct {
 
 	inFlight, peak atomic.Int64
 	queries        atomic.Int64
+	mostDeps       int // most dependencies watched at once (under mu)
+
+	// unfetched counts loops whose first fetch has not completed; while
+	// any is, blocking queries wait, so first fetches get the connections
+	// (under mu; fetched is closed when it drops to 0).
+	unfetched int
+	fetched   chan struct{}
 }
 
 type depLoop struct {
@@ -113,7 +120,7 @@ func (w *Watcher) Errors() <-chan error { return w.errs }
 
 // Stats are the watcher's counters.
 type Stats struct {
-	Dependencies int   // unique dependencies watched
+	Dependencies int   // unique dependencies watched (the most at once)
 	Queries      int64 // fetches made
 	PeakInFlight int64 // most queries in flight at once (connections held)
 }
@@ -121,7 +128,7 @@ type Stats struct {
 // Stats returns the current counters.
 func (w *Watcher) Stats() Stats {
 	w.mu.Lock()
-	n := len(w.loops)
+	n := w.mostDeps
 	w.mu.Unlock()
 	return Stats{Dependencies: n, Queries: w.queries.Load(), PeakInFlight: w.peak.Load()}
 }
@@ -148,12 +155,17 @@ func (w *Watcher) Watch(ctx context.Context, deps []Dep) {
 		}
 		lctx, cancel := context.WithCancel(ctx)
 		w.loops[id] = &depLoop{dep: d, cancel: cancel}
+		if w.unfetched == 0 {
+			w.fetched = make(chan struct{})
+		}
+		w.unfetched++
 		w.wg.Add(1)
 		go func() {
 			defer w.wg.Done()
 			w.run(lctx, d)
 		}()
 	}
+	w.mostDeps = max(w.mostDeps, len(w.loops))
 }
 
 // Stop ends every loop and waits for them.
@@ -165,6 +177,32 @@ func (w *Watcher) Stop() {
 	}
 	w.mu.Unlock()
 	w.wg.Wait()
+}
+
+// firstFetched marks one loop's first fetch done (or abandoned).
+func (w *Watcher) firstFetched() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.unfetched--; w.unfetched == 0 {
+		close(w.fetched)
+	}
+}
+
+// awaitFirstFetches returns once no loop awaits its first fetch.
+func (w *Watcher) awaitFirstFetches(ctx context.Context) error {
+	w.mu.Lock()
+	ch := w.fetched
+	n := w.unfetched
+	w.mu.Unlock()
+	if n == 0 {
+		return nil
+	}
+	select {
+	case <-ch:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 func (w *Watcher) oversubscribed() bool {
@@ -190,7 +228,18 @@ func (w *Watcher) run(ctx context.Context, d Dep) {
 		return
 	}
 	log := w.opts.Logger.With("dependency", d.String())
+	first := true
+	defer func() {
+		if first {
+			w.firstFetched()
+		}
+	}()
 	query := func(ctx context.Context, index uint64, wait time.Duration) (Fetched, uint64, error) {
+		if !first && index > 0 {
+			if err := w.awaitFirstFetches(ctx); err != nil {
+				return Fetched{}, 0, err
+			}
+		}
 		if w.oversubscribed() {
 			wait = min(wait, w.opts.SharedWait)
 		}
@@ -215,6 +264,9 @@ func (w *Watcher) run(ctx context.Context, d Dep) {
 		}
 		if err != nil {
 			w.report(err)
+		} else if first {
+			first = false
+			w.firstFetched()
 		}
 		return f, f.Index, err
 	}
@@ -244,6 +296,7 @@ func (w *Watcher) report(err error) {
 
 // runFile reads a local file, then again each time it changes.
 func (w *Watcher) runFile(ctx context.Context, d Dep) {
+	w.firstFetched() // a local read needs no connection
 	err := watch.File(ctx, d.Path, func() error {
 		f, err := w.src.Fetch(ctx, d, QueryOptions{})
 		if err != nil {
