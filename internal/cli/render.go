@@ -36,6 +36,20 @@ type renderOptions struct {
 	execReload, execKill    string
 	execKillTimeout         time.Duration
 	leftDelim, rightDelim   string
+	env                     render.EnvOptions
+}
+
+// newEnvCmd is envconsul mode as a command of its own: kvx env
+// -env-prefix PREFIX -exec CMD is kvx render -env-prefix PREFIX -exec CMD.
+func newEnvCmd() *cobra.Command {
+	cmd := newRenderCmd()
+	cmd.Use = "env"
+	cmd.Short = "Run a command with the keys under a prefix as its environment, as envconsul (render -env-prefix)"
+	cmd.Long = `kvx env is render's envconsul mode: the keys under -env-prefix become the
+-exec child's environment; when they change the child gets
+-exec-reload-signal, or is restarted when none is set; when the child
+exits, kvx env exits with its code.`
+	return cmd
 }
 
 func newRenderCmd() *cobra.Command {
@@ -71,6 +85,10 @@ a missing key or service is an error after -once-timeout that lists it.`,
 	f.DurationVar(&o.execKillTimeout, "exec-kill-timeout", 30*time.Second, "SIGKILL the -exec child when it has not stopped after this")
 	f.StringVar(&o.leftDelim, "left-delim", "", "left template delimiter (default {{)")
 	f.StringVar(&o.rightDelim, "right-delim", "", "right template delimiter (default }})")
+	f.StringVar(&o.env.Prefix, "env-prefix", "", "envconsul mode: the keys under this prefix become the -exec child's environment")
+	f.BoolVar(&o.env.Upcase, "env-upcase", false, "envconsul mode: upper-case the variable names")
+	f.BoolVar(&o.env.Sanitize, "env-sanitize", false, "envconsul mode: replace characters other than [a-zA-Z0-9_] in names with _")
+	f.BoolVar(&o.env.NoPrefix, "env-no-prefix", true, "envconsul mode: names without the prefix path (false: <prefix>_<key>)")
 	return cmd
 }
 
@@ -136,7 +154,12 @@ func (o *renderOptions) setup(cmd *cobra.Command) (*renderSetup, error) {
 		}
 		tcs = append(tcs, tc)
 	}
-	if len(tcs) == 0 {
+	switch {
+	case o.env.Prefix != "" && len(tcs) > 0:
+		return nil, usageError{errors.New("-env-prefix (envconsul mode) takes no templates")}
+	case o.env.Prefix != "" && exec.Command == "":
+		return nil, usageError{errors.New("-env-prefix needs -exec COMMAND: the child that gets the environment")}
+	case o.env.Prefix == "" && len(tcs) == 0:
 		return nil, usageError{errors.New("no templates: give -template SOURCE:DESTINATION or -config FILE")}
 	}
 	if o.wait != "" {
@@ -246,6 +269,14 @@ func runRender(cmd *cobra.Command, o *renderOptions) error {
 	defer cancel()
 	if s.child == nil {
 		return render.NewRunner(src, s.targets, s.opts).Run(ctx)
+	}
+	if o.env.Prefix != "" {
+		s.opts.Watch.Logger = logger
+		err := render.RunEnv(ctx, src, o.env, s.child, s.opts.Watch)
+		if err == nil || errors.Is(err, context.Canceled) {
+			return exitWith{s.child.ExitCode()}
+		}
+		return err
 	}
 	return superviseRender(ctx, cancel, src, s, logger)
 }

@@ -138,3 +138,37 @@ func TestRenderProcessExecReloadsChild(t *testing.T) {
 		t.Fatalf("render did not exit after its child\n%s", log.String())
 	}
 }
+
+// envconsul mode: the keys under the prefix are the child's environment
+// (upper-cased, sanitized); a change restarts the child with the new
+// values; kvx env exits with the child's code.
+func TestEnvModeRestartsChild(t *testing.T) {
+	srv := servertest.Start(t)
+	putKV(t, srv, "envtest/greeting", "hello", "envtest/db-host", "db1")
+	dir := t.TempDir()
+	seen := filepath.Join(dir, "seen")
+	child := `echo "$GREETING $DB_HOST" >> ` + seen + `; [ "$GREETING" = bye ] && exit 3; exec sleep 60`
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	codec := make(chan int, 1)
+	var stdout, stderr servertest.Buffer
+	go func() {
+		err := execute(ctx, []string{"env", "-http-addr", srv.HTTPAddr(), "-env-prefix", "envtest", "-env-upcase", "-env-sanitize", "-exec", child}, strings.NewReader(""), &stdout, &stderr)
+		codec <- exitCode(err, &stderr)
+	}()
+	servertest.Eventually(t, "the child with the first environment", func() bool { return readOrEmpty(seen) == "hello db1\n" })
+	putKV(t, srv, "envtest/greeting", "bonjour")
+	servertest.Eventually(t, "the child restarted with the new environment", func() bool { return readOrEmpty(seen) == "hello db1\nbonjour db1\n" })
+	putKV(t, srv, "envtest/greeting", "bye")
+	select {
+	case code := <-codec:
+		if code != 3 {
+			t.Fatalf("kvx env exited %d, want the child's 3\n%s", code, stderr.String())
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatalf("kvx env did not exit with its child\n%s", stderr.String())
+	}
+	if got := readOrEmpty(seen); got != "hello db1\nbonjour db1\nbye db1\n" {
+		t.Fatalf("child runs saw %q", got)
+	}
+}

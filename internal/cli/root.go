@@ -116,7 +116,7 @@ func newKVXCmd() *cobra.Command {
 	}
 	root.AddCommand(newServerCmd(), newVersionCmd(), newBenchCmd(),
 		newInCmd(), newOutCmd(), newStatusCmd(), newStopCmd(), newStartCmd(),
-		newFreezeCmd(), newUnfreezeCmd(), newCopyCmd(), newRawCmd(), newDemoCmd(), newRenderCmd())
+		newFreezeCmd(), newUnfreezeCmd(), newCopyCmd(), newRawCmd(), newDemoCmd(), newRenderCmd(), newEnvCmd())
 	return root
 }
 
