@@ -158,7 +158,7 @@ func TestBadFileAppliesNothing(t *testing.T) {
 	tests := []struct {
 		file, content, want string
 	}{
-		{"conf/bad.yaml", "a: 1\nb:\n  c: [1, 2\n  d: 3\n", "conf/bad.yaml:"},
+		{"conf/bad.yaml", "a: 1\nb:\n  c: [1, 2\n  d: 3\n", "conf/bad.yaml:4:3:"},
 		{"conf/bad.json", "{\n  \"a\": 1,\n  \"b\": }\n", "conf/bad.json:3:8:"},
 		{"conf/bad.properties", "a=1\nb=\\u12G4\n", "conf/bad.properties:2:3:"},
 	}
