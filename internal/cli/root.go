@@ -69,7 +69,8 @@ func Main(ctx context.Context, tool string, args []string, stdin io.Reader, stdo
 // tools are the commands that have a main of their own; each builds the same
 // cobra command that newKVXCmd mounts under kvx.
 var tools = map[string]func() *cobra.Command{
-	"kvx": newKVXCmd,
+	"kvx":    newKVXCmd,
+	"git2kv": newGit2KVCmd,
 }
 
 // execute builds the kvx command tree and runs args against it.
@@ -105,7 +106,8 @@ func newKVXCmd() *cobra.Command {
 	}
 	root.AddCommand(newServerCmd(), newVersionCmd(), newBenchCmd(),
 		newInCmd(), newOutCmd(), newStatusCmd(), newStopCmd(), newStartCmd(),
-		newFreezeCmd(), newUnfreezeCmd(), newCopyCmd(), newRawCmd(), newDemoCmd())
+		newFreezeCmd(), newUnfreezeCmd(), newCopyCmd(), newRawCmd(), newDemoCmd(),
+		newGit2KVCmd())
 	return root
 }
 

@@ -93,17 +93,19 @@ func writeTree(st storer.EncodedObjectStorer, files map[string][]byte) (plumbing
 			sub[dir][rest] = data
 			continue
 		}
-		obj := st.NewEncodedObject()
-		obj.SetType(plumbing.BlobObject)
-		w, err := obj.Writer()
-		if err != nil {
-			return plumbing.ZeroHash, err
-		}
-		w.Write(data)
-		w.Close()
-		h, err := st.SetEncodedObject(obj)
-		if err != nil {
-			return plumbing.ZeroHash, err
+		h := plumbing.ComputeHash(plumbing.BlobObject, data)
+		if st.HasEncodedObject(h) != nil { // not stored yet
+			obj := st.NewEncodedObject()
+			obj.SetType(plumbing.BlobObject)
+			w, err := obj.Writer()
+			if err != nil {
+				return plumbing.ZeroHash, err
+			}
+			w.Write(data)
+			w.Close()
+			if _, err := st.SetEncodedObject(obj); err != nil {
+				return plumbing.ZeroHash, err
+			}
 		}
 		entries = append(entries, object.TreeEntry{Name: p, Mode: filemode.Regular, Hash: h})
 	}

@@ -78,7 +78,7 @@ func TestWebhookRepos(t *testing.T) {
 }
 
 // startService runs a service on e's repository until the test ends.
-func startService(t *testing.T, e *env, s *Syncer, secret string, modify func(*Repo)) (*Service, *httptest.Server) {
+func startService(t testing.TB, e *env, s *Syncer, secret string, modify func(*Repo)) (*Service, *httptest.Server) {
 	t.Helper()
 	c := &Config{Interval: time.Hour, Repos: []Repo{*e.repoConfig(modify)}}
 	svc := NewService(s, c, []byte(secret), nil)

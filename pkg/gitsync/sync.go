@@ -26,6 +26,9 @@ type Syncer struct {
 	Node     string // recorded by chunked writes (default "git2kv")
 	Force    bool   // past the delete guard
 	DryRun   bool   // plan only
+	// OneShot: the caller reports failures (git2kv sync prints them);
+	// they are logged at debug level only.
+	OneShot bool
 	Logger   *slog.Logger
 	Metrics  metrics.Sink
 
@@ -265,7 +268,11 @@ func (s *Syncer) report(res Result) {
 	attrs := []any{"repo", res.Repo, "branch", res.Branch, "commit", short(res.Commit), "puts", res.Puts, "deletes", res.Deletes, "unchanged", res.Unchanged, "txns", res.Txns, "took", res.Took.Round(time.Microsecond)}
 	if res.Err != nil {
 		m.Count("git2kv.errors", 1, tags...)
-		s.log().Error("sync failed", append(attrs, "err", res.Err)...)
+		level := slog.LevelError
+		if s.OneShot {
+			level = slog.LevelDebug
+		}
+		s.log().Log(context.Background(), level, "sync failed", append(attrs, "err", res.Err)...)
 		return
 	}
 	m.Timing("git2kv.sync.time", res.Took, tags...)
