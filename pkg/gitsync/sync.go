@@ -29,8 +29,8 @@ type Syncer struct {
 	// OneShot: the caller reports failures (git2kv sync prints them);
 	// they are logged at debug level only.
 	OneShot bool
-	Logger   *slog.Logger
-	Metrics  metrics.Sink
+	Logger  *slog.Logger
+	Metrics metrics.Sink
 
 	mu    sync.Mutex
 	repos map[string]*repoState
