@@ -131,8 +131,8 @@ func (s *Syncer) state(r *Repo) (*repoState, error) {
 }
 
 // syncBranch makes branch's prefix hold the tree of head.
-func (s *Syncer) syncBranch(ctx context.Context, r *Repo, st *repoState, branch string, head plumbing.Hash) Result {
-	res := Result{Repo: r.Name, Branch: branch, Prefix: r.Prefix(branch), Commit: head.String(), At: time.Now(), DryRun: s.DryRun}
+func (s *Syncer) syncBranch(ctx context.Context, r *Repo, st *repoState, branch string, head plumbing.Hash) (res Result) {
+	res = Result{Repo: r.Name, Branch: branch, Prefix: r.Prefix(branch), Commit: head.String(), At: time.Now(), DryRun: s.DryRun}
 	defer func() { res.Took = time.Since(res.At) }()
 	desired, err := s.desired(r, st, branch, head)
 	if err != nil {
@@ -211,8 +211,8 @@ func (s *Syncer) read(ctx context.Context, r *Repo, branch string) (consulapi.KV
 // missingBranch handles a configured branch the remote does not have: if
 // it was synced before (its ref exists) it was deleted upstream, and its
 // keys are left, or removed with prune_branches; otherwise it is an error.
-func (s *Syncer) missingBranch(ctx context.Context, r *Repo, branch string) Result {
-	res := Result{Repo: r.Name, Branch: branch, Prefix: r.Prefix(branch), At: time.Now(), DryRun: s.DryRun}
+func (s *Syncer) missingBranch(ctx context.Context, r *Repo, branch string) (res Result) {
+	res = Result{Repo: r.Name, Branch: branch, Prefix: r.Prefix(branch), At: time.Now(), DryRun: s.DryRun}
 	defer func() { res.Took = time.Since(res.At) }()
 	actual, ref, err := s.read(ctx, r, branch)
 	if err != nil {
