@@ -163,3 +163,21 @@ func TestGit2KVServeWebhook(t *testing.T) {
 	}
 	resp.Body.Close()
 }
+
+func TestDemoShowsGitReachingTheFleet(t *testing.T) {
+	if testing.Short() {
+		t.Skip("the demo runs a server and a fleet")
+	}
+	out, errOut, code := run(t, context.Background(), "demo", "-nodes", "5", "-file", "../../testdata/hosts")
+	if code != 0 {
+		t.Fatalf("demo: %d %s", code, errOut)
+	}
+	for _, want := range []string{"git2kv sync -repo file://", "demo/git/config/main/app/app.json/db/port = 5432", "push 3     etc/hosts as git2kv wrote it", "5/5 nodes have it"} {
+		if !strings.Contains(out, want) {
+			t.Fatalf("demo output misses %q:\n%s", want, out)
+		}
+	}
+	if n := strings.Count(out, "5/5 nodes have it"); n != 3 {
+		t.Fatalf("%d pushes reached every node, want 3:\n%s", n, out)
+	}
+}
