@@ -214,13 +214,7 @@ func cleanPath(what, p string) error {
 // Prefix is the key prefix branch writes under, with its trailing slash:
 // [mountpoint/][repo/][branch/].
 func (r *Repo) Prefix(branch string) string {
-	var parts []string
-	if r.Mountpoint != "" {
-		parts = append(parts, r.Mountpoint)
-	}
-	if !r.SkipRepoName {
-		parts = append(parts, r.Name)
-	}
+	parts := r.above()
 	if !r.SkipBranchName {
 		parts = append(parts, branch)
 	}
@@ -230,6 +224,11 @@ func (r *Repo) Prefix(branch string) string {
 // RefKey is git2consul's marker of a completed sync, holding the commit
 // SHA: [mountpoint/][repo/]<branch>.ref.
 func (r *Repo) RefKey(branch string) string {
+	return strings.Join(append(r.above(), branch+".ref"), "/")
+}
+
+// above are the key segments above the branch: [mountpoint, repo].
+func (r *Repo) above() []string {
 	var parts []string
 	if r.Mountpoint != "" {
 		parts = append(parts, r.Mountpoint)
@@ -237,7 +236,7 @@ func (r *Repo) RefKey(branch string) string {
 	if !r.SkipRepoName {
 		parts = append(parts, r.Name)
 	}
-	return strings.Join(append(parts, branch+".ref"), "/")
+	return parts
 }
 
 // MaxDelete is the delete guard: a share of the prefix's keys (Percent) or
