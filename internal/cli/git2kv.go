@@ -230,7 +230,7 @@ instances are safe: every transaction checks the branch's ref key.`,
 	}
 	f := cmd.Flags()
 	o.register(f)
-	f.DurationVar(&o.interval, "interval", gitsync.DefaultInterval, "poll every repository this often (default: the config's interval, else 1m)")
+	f.DurationVar(&o.interval, "interval", gitsync.DefaultInterval, "poll every repository this often (with -config: its interval, unless this flag is given)")
 	f.StringVar(&o.webhookAddr, "webhook-addr", "", "serve webhooks, /healthz and /v1/status on this address")
 	f.StringVar(&o.webhookSecret, "webhook-secret-file", "", "file holding the webhooks' secret (default: $GIT2KV_WEBHOOK_SECRET)")
 	f.StringVar(&o.lock, "lock", "", "coming with Consul sessions: elect one writer with a lock on this key")
