@@ -184,7 +184,7 @@ func runDemo(ctx context.Context, w io.Writer, o *demoOptions) error {
 	if same != o.nodes || st.Current != o.nodes {
 		return errors.New("demo: not every node has the file")
 	}
-	return nil
+	return demoGit(ctx, w, srv.HTTPAddr(), v1, push)
 }
 
 func round(d time.Duration) time.Duration { return d.Round(100 * time.Microsecond) }

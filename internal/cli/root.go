@@ -81,6 +81,7 @@ func Main(ctx context.Context, tool string, args []string, stdin io.Reader, stdo
 var tools = map[string]func() *cobra.Command{
 	"kvx":    newKVXCmd,
 	"render": newRenderCmd,
+	"git2kv": newGit2KVCmd,
 }
 
 // execute builds the kvx command tree and runs args against it.
@@ -116,7 +117,8 @@ func newKVXCmd() *cobra.Command {
 	}
 	root.AddCommand(newServerCmd(), newVersionCmd(), newBenchCmd(),
 		newInCmd(), newOutCmd(), newStatusCmd(), newStopCmd(), newStartCmd(),
-		newFreezeCmd(), newUnfreezeCmd(), newCopyCmd(), newRawCmd(), newDemoCmd(), newRenderCmd(), newEnvCmd())
+		newFreezeCmd(), newUnfreezeCmd(), newCopyCmd(), newRawCmd(), newDemoCmd(),
+		newRenderCmd(), newEnvCmd(), newGit2KVCmd())
 	return root
 }
 
