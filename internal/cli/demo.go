@@ -184,7 +184,10 @@ func runDemo(ctx context.Context, w io.Writer, o *demoOptions) error {
 	if same != o.nodes || st.Current != o.nodes {
 		return errors.New("demo: not every node has the file")
 	}
-	return demoGit(ctx, w, srv.HTTPAddr(), v1, push)
+	if err := demoGit(ctx, w, srv.HTTPAddr(), v1, push); err != nil {
+		return err
+	}
+	return demoRender(ctx, w, o.dir, srv.HTTPAddr(), push)
 }
 
 func round(d time.Duration) time.Duration { return d.Round(100 * time.Microsecond) }
