@@ -77,7 +77,7 @@ func runServer(cmd *cobra.Command, o *serverOptions) error {
 		return fmt.Errorf("start server: %w", err)
 	}
 	go func() {
-		if err := srv.WaitForLeader(cmd.Context()); err == nil {
+		if err := srv.WaitForCatalog(cmd.Context()); err == nil {
 			logger.Info("ready", "node", srv.NodeName(), "http", srv.HTTPAddr(), "after", time.Since(started).Round(time.Millisecond))
 		}
 	}()

@@ -53,6 +53,8 @@ func (s *Server) writeError(w http.ResponseWriter, err error) {
 		if he.allow != "" {
 			w.Header().Set("Allow", he.allow)
 		}
+	case errors.Is(err, state.ErrCatalog): // a refused catalog write: nothing changed
+		code = http.StatusBadRequest
 	case errors.Is(err, raft.ErrNotLeader), errors.Is(err, raft.ErrLeadershipLost):
 		msg = "No cluster leader"
 	case errors.Is(err, context.Canceled):
@@ -106,6 +108,17 @@ func (s *Server) handler() http.Handler {
 	mux := http.NewServeMux()
 	s.route(mux, "/v1/kv/", "kv", s.handleKV)
 	s.route(mux, "/v1/txn", "txn", s.handleTxn)
+	s.route(mux, "/v1/catalog/register", "catalog.register", s.handleCatalogRegister)
+	s.route(mux, "/v1/catalog/deregister", "catalog.deregister", s.handleCatalogDeregister)
+	s.route(mux, "/v1/catalog/datacenters", "catalog.datacenters", s.handleCatalogDatacenters)
+	s.route(mux, "/v1/catalog/nodes", "catalog.nodes", s.handleCatalogNodes)
+	s.route(mux, "/v1/catalog/services", "catalog.services", s.handleCatalogServices)
+	s.route(mux, "/v1/catalog/service/", "catalog.service", s.handleCatalogService)
+	s.route(mux, "/v1/catalog/node/", "catalog.node", s.handleCatalogNode)
+	s.route(mux, "/v1/health/service/", "health.service", s.handleHealthService)
+	s.route(mux, "/v1/health/checks/", "health.checks", s.handleHealthChecks)
+	s.route(mux, "/v1/health/node/", "health.node", s.handleHealthNode)
+	s.route(mux, "/v1/health/state/", "health.state", s.handleHealthState)
 	s.route(mux, "/v1/status/leader", "status.leader", s.handleStatusLeader)
 	s.route(mux, "/v1/status/peers", "status.peers", s.handleStatusPeers)
 	s.route(mux, "/v1/agent/self", "agent.self", s.handleAgentSelf)

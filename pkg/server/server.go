@@ -41,6 +41,8 @@ type Server struct {
 
 	blocking atomic.Int64 // blocking queries in flight
 	ready    atomic.Bool  // leader, and every entry of earlier terms is applied
+	// catalogKick tells reconcileCatalog that this node became a ready leader.
+	catalogKick chan struct{}
 
 	cluster   clusterState
 	logPolicy logPolicy // Raft messages whose level depends on the cluster's state
@@ -85,7 +87,8 @@ func New(opts Options) (_ *Server, err error) {
 		opts.NodeName = h
 	}
 	opts.withDefaults()
-	s := &Server{opts: opts, logger: opts.Logger, store: state.New(), shutdown: make(chan struct{}), raftDown: make(chan struct{})}
+	s := &Server{opts: opts, logger: opts.Logger, store: state.New(), shutdown: make(chan struct{}), raftDown: make(chan struct{}),
+		catalogKick: make(chan struct{}, 1)}
 	defer func() {
 		if err != nil {
 			s.Close()
@@ -141,6 +144,11 @@ func New(opts Options) (_ *Server, err error) {
 	go func() {
 		defer s.wg.Done()
 		s.reportStats()
+	}()
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		s.reconcileCatalog(s.catalogKick)
 	}()
 	s.started = true
 	s.logger.Info("server started", "node", opts.NodeName, "http", s.HTTPAddr(), "raft", s.RaftAddr(), "dev", opts.Dev)

@@ -117,7 +117,9 @@ type catalogError struct{ msg string }
 func (e *catalogError) Error() string        { return e.msg }
 func (e *catalogError) Is(target error) bool { return target == ErrCatalog }
 
-func refuse(format string, args ...any) error { return &catalogError{msg: fmt.Sprintf(format, args...)} }
+func refuse(format string, args ...any) error {
+	return &catalogError{msg: fmt.Sprintf(format, args...)}
+}
 
 const (
 	tableNodes    = "nodes"
@@ -133,8 +135,8 @@ const (
 func serviceIndexName(service string) string { return "service." + strings.ToLower(service) }
 func nodeIndexName(node string) string       { return "node." + strings.ToLower(node) }
 
-// nodeKeyIndexer indexes a service or check by its node and its own ID, both
-// case-insensitive, as Consul does.
+// catalogTables is the catalog's part of the schema. Names and IDs are
+// case-insensitive, as in Consul; services and checks are keyed by node and ID.
 func catalogTables() map[string]*memdb.TableSchema {
 	lower := func(field string) memdb.Indexer { return &memdb.StringFieldIndex{Field: field, Lowercase: true} }
 	byNodeAnd := func(field string) memdb.Indexer {

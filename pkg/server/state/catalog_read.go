@@ -90,7 +90,8 @@ func (r *ReadTxn) Nodes(ws memdb.WatchSet) (uint64, []*Node) {
 
 // Services returns every service name with the union of its instances'
 // tags, in order, and the services table's index.
-func (r *ReadTxn) Services(ws memdb.WatchSet, keep func(*Node) bool) (uint64, map[string][]string) {
+// With keep, only the instances it keeps count.
+func (r *ReadTxn) Services(ws memdb.WatchSet, keep func(Instance) bool) (uint64, map[string][]string) {
 	idx := r.tableIndexWatch(ws, tableServices)
 	if keep != nil {
 		idx = r.tableIndexWatch(ws, tableServices, tableNodes)
@@ -99,7 +100,7 @@ func (r *ReadTxn) Services(ws memdb.WatchSet, keep func(*Node) bool) (uint64, ma
 	it := r.iter(nil, tableServices, "id")
 	for raw := it.Next(); raw != nil; raw = it.Next() {
 		s := raw.(*Service)
-		if keep != nil && !keep(r.Node(s.Node)) {
+		if keep != nil && !keep(Instance{Node: r.Node(s.Node), Service: s}) {
 			continue
 		}
 		tags, ok := out[s.Service]
