@@ -245,6 +245,7 @@ func (s *Server) blockingQuery(r *http.Request, o queryOpts, query func(ws memdb
 			}
 			return idx, nil // the wait ran out: the unchanged answer
 		}
+		s.wakeups.Add(1)
 		select {
 		case <-s.shutdown: // the unchanged answer now, so the server stops at once
 			return idx, nil

@@ -40,6 +40,7 @@ type Server struct {
 	forwarder   *http.Client
 
 	blocking atomic.Int64 // blocking queries in flight
+	wakeups  atomic.Int64 // times a blocking query was woken by a change it watched
 	ready    atomic.Bool  // leader, and every entry of earlier terms is applied
 	// catalogKick tells reconcileCatalog that this node became a ready leader.
 	catalogKick chan struct{}
