@@ -143,10 +143,28 @@ func (c *conn) close() {
 
 // do sends one request and returns the status code.
 func (c *conn) do(method, path string, body []byte) (int, error) {
+	if err := c.send(method, path, body); err != nil {
+		return 0, err
+	}
+	resp, err := http.ReadResponse(c.br, nil)
+	if err != nil {
+		c.close()
+		return 0, err
+	}
+	_, err = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if err != nil || resp.Close {
+		c.close()
+	}
+	return resp.StatusCode, err
+}
+
+// send writes one request, dialling first if needed.
+func (c *conn) send(method, path string, body []byte) error {
 	if c.c == nil {
 		nc, err := net.DialTimeout("tcp", c.addr, 5*time.Second)
 		if err != nil {
-			return 0, err
+			return err
 		}
 		c.c, c.br, c.bw = nc, bufio.NewReaderSize(nc, 16<<10), bufio.NewWriterSize(nc, 16<<10)
 	}
@@ -168,19 +186,9 @@ func (c *conn) do(method, path string, body []byte) (int, error) {
 	bw.Write(body)
 	if err := bw.Flush(); err != nil {
 		c.close()
-		return 0, err
+		return err
 	}
-	resp, err := http.ReadResponse(c.br, nil)
-	if err != nil {
-		c.close()
-		return 0, err
-	}
-	_, err = io.Copy(io.Discard, resp.Body)
-	resp.Body.Close()
-	if err != nil || resp.Close {
-		c.close()
-	}
-	return resp.StatusCode, err
+	return nil
 }
 
 func keyPath(o KVOptions, n int) string {

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"encoding/json"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -21,6 +22,9 @@ type catalogQuery struct {
 	nodeMeta map[string]string // ?node-meta=key:value, repeatable
 	passing  bool              // ?passing
 	filter   *bexpr.Evaluator  // ?filter
+	// shared: the answer may come from s.answers (a query on one service).
+	// Only blocking queries share: they are the ones that come in crowds.
+	shared bool
 }
 
 func (s *Server) parseCatalogQuery(q url.Values) (catalogQuery, error) {
@@ -123,7 +127,15 @@ func (s *Server) catalogRead(w http.ResponseWriter, r *http.Request, c *catalogQ
 	if err != nil {
 		return err
 	}
-	body, err := answer()
+	var body []byte
+	if c.shared && c.minIndex > 0 {
+		body, err = s.answers.body(answerKey(r), idx, answer)
+	} else {
+		var v any
+		if v, err = answer(); err == nil {
+			body, err = json.Marshal(v)
+		}
+	}
 	if err != nil {
 		return err
 	}
@@ -136,7 +148,7 @@ func (s *Server) catalogRead(w http.ResponseWriter, r *http.Request, c *catalogQ
 		consistency = "consistent"
 	}
 	w.Header()["X-Consul-Effective-Consistency"] = []string{consistency}
-	writeJSON(w, http.StatusOK, body)
+	writeRawJSON(w, http.StatusOK, body)
 	return nil
 }
 

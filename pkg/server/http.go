@@ -142,6 +142,7 @@ func (s *Server) route(mux *http.ServeMux, pattern, endpoint string, h handlerFu
 	count := []string{"api", "http", "requests"}
 	mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
+		s.requests.Add(1)
 		if err := h(w, r); err != nil {
 			s.writeError(w, err)
 		}

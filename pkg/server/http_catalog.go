@@ -245,6 +245,7 @@ func (s *Server) handleCatalogServices(w http.ResponseWriter, r *http.Request) e
 	if err != nil {
 		return err
 	}
+	c.shared = true
 	var services map[string][]string
 	var filterErr error
 	return s.catalogRead(w, r, &c, func(rt *state.ReadTxn, ws memdb.WatchSet) (idx uint64) {

@@ -15,6 +15,7 @@ func (s *Server) handleHealthService(w http.ResponseWriter, r *http.Request) err
 	if err != nil {
 		return err
 	}
+	c.shared = true
 	name, err := pathArg(r, "/v1/health/service/", "service name")
 	if err != nil {
 		return err

@@ -41,6 +41,8 @@ type Server struct {
 
 	blocking atomic.Int64 // blocking queries in flight
 	wakeups  atomic.Int64 // times a blocking query was woken by a change it watched
+	requests atomic.Int64 // HTTP API requests answered
+	answers  answerCache  // encoded answers shared by the watchers of one service
 	ready    atomic.Bool  // leader, and every entry of earlier terms is applied
 	// catalogKick tells reconcileCatalog that this node became a ready leader.
 	catalogKick chan struct{}
@@ -150,6 +152,11 @@ func New(opts Options) (_ *Server, err error) {
 	go func() {
 		defer s.wg.Done()
 		s.reconcileCatalog(s.catalogKick)
+	}()
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		s.releaseMemoryWhenIdle()
 	}()
 	s.started = true
 	s.logger.Info("server started", "node", opts.NodeName, "http", s.HTTPAddr(), "raft", s.RaftAddr(), "dev", opts.Dev)

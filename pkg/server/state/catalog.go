@@ -136,7 +136,11 @@ func serviceIndexName(service string) string { return "service." + strings.ToLow
 func nodeIndexName(node string) string       { return "node." + strings.ToLower(node) }
 
 // catalogTables is the catalog's part of the schema. Names and IDs are
-// case-insensitive, as in Consul; services and checks are keyed by node and ID.
+// case-insensitive, as in Consul; services and checks are keyed by node and
+// ID, so a node's are found by prefix. Every index costs a radix leaf per
+// row (most of the catalog's memory), so there are only the ones the
+// queries on one service need; a node has a handful of checks, and the
+// queries on all checks by state scan them.
 func catalogTables() map[string]*memdb.TableSchema {
 	lower := func(field string) memdb.Indexer { return &memdb.StringFieldIndex{Field: field, Lowercase: true} }
 	byNodeAnd := func(field string) memdb.Indexer {
@@ -148,15 +152,10 @@ func catalogTables() map[string]*memdb.TableSchema {
 		}},
 		tableServices: {Name: tableServices, Indexes: map[string]*memdb.IndexSchema{
 			"id":      {Name: "id", Unique: true, Indexer: byNodeAnd("ID")},
-			"node":    {Name: "node", Indexer: lower("Node")},
 			"service": {Name: "service", Indexer: lower("Service")},
 		}},
 		tableChecks: {Name: tableChecks, Indexes: map[string]*memdb.IndexSchema{
-			"id":           {Name: "id", Unique: true, Indexer: byNodeAnd("CheckID")},
-			"node":         {Name: "node", Indexer: lower("Node")},
-			"status":       {Name: "status", Indexer: lower("Status")},
-			"service_name": {Name: "service_name", AllowMissing: true, Indexer: lower("ServiceName")},
-			"node_service": {Name: "node_service", AllowMissing: true, Indexer: byNodeAnd("ServiceID")},
+			"id": {Name: "id", Unique: true, Indexer: byNodeAnd("CheckID")},
 		}},
 	}
 }

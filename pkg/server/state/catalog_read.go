@@ -81,7 +81,7 @@ func (r *ReadTxn) Node(name string) *Node {
 func (r *ReadTxn) Nodes(ws memdb.WatchSet) (uint64, []*Node) {
 	idx := r.tableIndexWatch(ws, tableNodes)
 	out := []*Node{}
-	it := r.iter(nil, tableNodes, "id")
+	it := r.iter(nil, tableNodes, "id_prefix", "")
 	for raw := it.Next(); raw != nil; raw = it.Next() {
 		out = append(out, raw.(*Node))
 	}
@@ -97,7 +97,7 @@ func (r *ReadTxn) Services(ws memdb.WatchSet, keep func(Instance) bool) (uint64,
 		idx = r.tableIndexWatch(ws, tableServices, tableNodes)
 	}
 	out := map[string][]string{}
-	it := r.iter(nil, tableServices, "id")
+	it := r.iter(nil, tableServices, "id_prefix", "")
 	for raw := it.Next(); raw != nil; raw = it.Next() {
 		s := raw.(*Service)
 		if keep != nil && !keep(Instance{Node: r.Node(s.Node), Service: s}) {
@@ -166,9 +166,8 @@ func (r *ReadTxn) ServiceHealth(ws memdb.WatchSet, service string) (uint64, []He
 	out := make([]HealthInstance, 0, len(instances))
 	for _, in := range instances {
 		h := HealthInstance{Node: in.Node, Service: in.Service, Checks: []*Check{}}
-		it := r.iter(nil, tableChecks, "node", in.Node.Node)
-		for raw := it.Next(); raw != nil; raw = it.Next() {
-			if c := raw.(*Check); c.ServiceID == "" || c.ServiceID == in.Service.ID {
+		for _, c := range r.nodeChecks(in.Node.Node) {
+			if c.ServiceID == "" || c.ServiceID == in.Service.ID {
 				h.Checks = append(h.Checks, c)
 			}
 		}
@@ -186,7 +185,7 @@ func (r *ReadTxn) NodeServices(ws memdb.WatchSet, node string) (uint64, *Node, [
 		return idx, nil, nil
 	}
 	out := []*Service{}
-	it := r.iter(nil, tableServices, "node", node)
+	it := r.iter(nil, tableServices, "id_prefix", node, "")
 	for raw := it.Next(); raw != nil; raw = it.Next() {
 		out = append(out, raw.(*Service))
 	}
@@ -200,22 +199,30 @@ func (r *ReadTxn) NodeChecks(ws memdb.WatchSet, node string) (uint64, []*Check) 
 	if idx == 0 {
 		idx = r.tableIndexWatch(ws, tableChecks)
 	}
-	out := []*Check{}
-	it := r.iter(nil, tableChecks, "node", node)
+	return idx, append([]*Check{}, r.nodeChecks(node)...)
+}
+
+// nodeChecks returns a node's checks in CheckID order.
+func (r *ReadTxn) nodeChecks(node string) []*Check {
+	var out []*Check
+	it := r.iter(nil, tableChecks, "id_prefix", node, "")
 	for raw := it.Next(); raw != nil; raw = it.Next() {
 		out = append(out, raw.(*Check))
 	}
-	return idx, out
+	return out
 }
 
 // ServiceChecks returns the checks of a service's instances, in node order,
 // and the service's index.
 func (r *ReadTxn) ServiceChecks(ws memdb.WatchSet, service string) (uint64, []*Check) {
-	idx := r.ServiceIndex(ws, service)
+	idx, instances := r.ServiceNodes(ws, service)
 	out := []*Check{}
-	it := r.iter(nil, tableChecks, "service_name", service)
-	for raw := it.Next(); raw != nil; raw = it.Next() {
-		out = append(out, raw.(*Check))
+	for _, in := range instances {
+		for _, c := range r.nodeChecks(in.Node.Node) {
+			if c.ServiceID == in.Service.ID {
+				out = append(out, c)
+			}
+		}
 	}
 	return idx, out
 }
@@ -225,14 +232,11 @@ func (r *ReadTxn) ServiceChecks(ws memdb.WatchSet, service string) (uint64, []*C
 func (r *ReadTxn) ChecksInState(ws memdb.WatchSet, status string) (uint64, []*Check) {
 	idx := r.tableIndexWatch(ws, tableChecks)
 	out := []*Check{}
-	var it memdb.ResultIterator
-	if status == HealthAny {
-		it = r.iter(nil, tableChecks, "id")
-	} else {
-		it = r.iter(nil, tableChecks, "status", status)
-	}
+	it := r.iter(nil, tableChecks, "id_prefix", "")
 	for raw := it.Next(); raw != nil; raw = it.Next() {
-		out = append(out, raw.(*Check))
+		if c := raw.(*Check); status == HealthAny || c.Status == status {
+			out = append(out, c)
+		}
 	}
 	return idx, out
 }

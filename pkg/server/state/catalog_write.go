@@ -58,7 +58,7 @@ func (w *WriteTxn) service(node, id string) *Service {
 }
 
 func (w *WriteTxn) nodeServices(node string) []*Service {
-	raws := w.all(tableServices, "node", node)
+	raws := w.all(tableServices, "id_prefix", node, "")
 	out := make([]*Service, len(raws))
 	for i, raw := range raws {
 		out[i] = raw.(*Service)
@@ -67,10 +67,21 @@ func (w *WriteTxn) nodeServices(node string) []*Service {
 }
 
 func (w *WriteTxn) nodeChecks(node string) []*Check {
-	raws := w.all(tableChecks, "node", node)
+	raws := w.all(tableChecks, "id_prefix", node, "")
 	out := make([]*Check, len(raws))
 	for i, raw := range raws {
 		out[i] = raw.(*Check)
+	}
+	return out
+}
+
+// serviceChecks returns the checks of one service instance.
+func (w *WriteTxn) serviceChecks(node, serviceID string) []*Check {
+	var out []*Check
+	for _, c := range w.nodeChecks(node) {
+		if strings.EqualFold(c.ServiceID, serviceID) {
+			out = append(out, c)
+		}
 	}
 	return out
 }
@@ -162,8 +173,8 @@ func (w *WriteTxn) ensureService(node string, in *Service) {
 		return
 	}
 	// The service's checks carry its tags.
-	for _, raw := range w.all(tableChecks, "node_service", node, s.ID) {
-		c := *raw.(*Check)
+	for _, old := range w.serviceChecks(node, s.ID) {
+		c := *old
 		c.ServiceTags = append([]string{}, s.Tags...)
 		c.ModifyIndex = w.index
 		w.insert(tableChecks, &c)
@@ -238,8 +249,8 @@ func (w *WriteTxn) deleteService(node, id string) {
 	if s == nil {
 		return
 	}
-	for _, raw := range w.all(tableChecks, "node_service", node, s.ID) {
-		w.remove(tableChecks, raw)
+	for _, c := range w.serviceChecks(node, s.ID) {
+		w.remove(tableChecks, c)
 		w.setIndex(tableChecks, w.index)
 	}
 	w.remove(tableServices, s)
