@@ -72,9 +72,9 @@ type CatalogResult struct {
 	// target's check flipped: each is a watcher woken for nothing.
 	OthersWoken int64
 	// GETs of health/service/:s?passing during the flips.
-	Gets            int64
-	GetErrors       int64
-	GetP50, GetP99  time.Duration
+	Gets           int64
+	GetErrors      int64
+	GetP50, GetP99 time.Duration
 	// With ServerPID, the server's resident set (bytes): idle with the
 	// catalog loaded (before the watchers came), with the watchers blocked,
 	// and idle again after they left (idleWait each time).
