@@ -43,6 +43,7 @@ type Server struct {
 	wakeups  atomic.Int64 // times a blocking query was woken by a change it watched
 	requests atomic.Int64 // HTTP API requests answered
 	answers  answerCache  // encoded answers shared by the watchers of one service
+	agent    localAgent   // the services and checks registered on this node's agent
 	ready    atomic.Bool  // leader, and every entry of earlier terms is applied
 	// catalogKick tells reconcileCatalog that this node became a ready leader.
 	catalogKick chan struct{}
@@ -412,6 +413,7 @@ func (s *Server) Close() error {
 		if s.httpLn != nil {
 			s.httpLn.Close()
 		}
+		s.stopLocalChecks()
 		if s.started {
 			s.sayGoodbye()
 			s.handOverLeadership()
