@@ -33,7 +33,10 @@ type CatalogOptions struct {
 	// ServerPID, when set, is the server's process (on this machine): its
 	// idle resident set with the catalog loaded is read from /proc.
 	ServerPID int
-	Timeout   time.Duration // per flip: watchers that have not seen it by then count as missed
+	// IdleWait is how long the server is left idle before its RSS is read
+	// (default 5 s: the server returns freed memory after 2 s idle).
+	IdleWait time.Duration
+	Timeout  time.Duration // per flip: watchers that have not seen it by then count as missed
 }
 
 func (o *CatalogOptions) validate() error {
@@ -77,7 +80,7 @@ type CatalogResult struct {
 	GetP50, GetP99 time.Duration
 	// With ServerPID, the server's resident set (bytes): idle with the
 	// catalog loaded (before the watchers came), with the watchers blocked,
-	// and idle again after they left (idleWait each time).
+	// and idle again after they left (IdleWait each time).
 	IdleRSS, RSSWithWatchers, RSSAfter uint64
 }
 
@@ -121,12 +124,15 @@ func RunCatalog(ctx context.Context, o CatalogOptions) (CatalogResult, error) {
 	if err := o.validate(); err != nil {
 		return res, err
 	}
+	if o.IdleWait == 0 {
+		o.IdleWait = 5 * time.Second
+	}
 	defer cleanupCatalog(o)
 	if err := registerCatalog(ctx, o, &res); err != nil {
 		return res, err
 	}
 	if o.ServerPID > 0 {
-		time.Sleep(idleWait) // idle
+		time.Sleep(o.IdleWait) // idle
 		res.IdleRSS, _ = readRSS(o.ServerPID)
 	}
 	ctx, cancel := context.WithCancel(ctx)
@@ -222,14 +228,11 @@ func RunCatalog(ctx context.Context, o CatalogOptions) (CatalogResult, error) {
 	if o.ServerPID > 0 {
 		closeWatchers(o)
 		wg.Wait()
-		time.Sleep(idleWait) // idle: the watchers' connections are gone
+		time.Sleep(o.IdleWait) // idle: the watchers' connections are gone
 		res.RSSAfter, _ = readRSS(o.ServerPID)
 	}
 	return res, nil
 }
-
-// idleWait is how long the server is left idle before its RSS is read.
-const idleWait = 5 * time.Second
 
 func waitFor(ctx context.Context, timeout time.Duration, cond func() bool) {
 	deadline := time.Now().Add(timeout)
