@@ -2,7 +2,6 @@ package server
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
 	"net/http"
 	"sort"
@@ -143,7 +142,7 @@ func (s *Server) armTTL(c *localCheck) {
 	}
 	id := c.check.CheckID
 	c.timer = time.AfterFunc(c.ttl, func() {
-		if err := s.updateLocalCheck(id, state.HealthCritical, "TTL expired", false); err != nil && !errors.Is(err, raft.ErrRaftShutdown) {
+		if err := s.updateLocalCheck(id, state.HealthCritical, "TTL expired", false); err != nil && !s.stopping() {
 			s.logger.Warn("ttl check expired", "check", id, "err", err)
 		}
 	})

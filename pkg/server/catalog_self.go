@@ -100,9 +100,20 @@ func (s *Server) reconcileCatalog(leaderReady <-chan struct{}) {
 		if !s.ready.Load() || s.raft.State() != raft.Leader {
 			continue
 		}
-		if err := s.registerServers(); err != nil && !errors.Is(err, raft.ErrRaftShutdown) {
+		if err := s.registerServers(); err != nil && !s.stopping() {
 			s.logger.Warn("register servers in the catalog", "err", err)
 		}
+	}
+}
+
+// stopping reports whether the server is shutting down: a write that fails
+// then (leadership lost, Raft shut down) is expected, not a fault.
+func (s *Server) stopping() bool {
+	select {
+	case <-s.shutdown:
+		return true
+	default:
+		return false
 	}
 }
 
