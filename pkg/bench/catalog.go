@@ -49,15 +49,8 @@ func (o *CatalogOptions) validate() error {
 		return errors.New("bench: registrars and flips must be positive, watchers, readers and the GET rate not negative")
 	case o.Prefix == "":
 		return errors.New("bench: a node name prefix is required")
-	case o.ServerPID < 0:
-		return fmt.Errorf("bench: server pid %d must be positive", o.ServerPID)
 	}
-	if o.ServerPID > 0 {
-		if _, err := readRSS(o.ServerPID); err != nil {
-			return fmt.Errorf("bench: server pid %d: %w", o.ServerPID, err)
-		}
-	}
-	return nil
+	return checkServerPID(o.ServerPID)
 }
 
 // CatalogResult is what a catalog benchmark measured.

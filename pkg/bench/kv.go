@@ -44,12 +44,19 @@ func (o *KVOptions) validate() error {
 		return fmt.Errorf("bench: keys %d must be positive", o.Keys)
 	case o.Prefix == "":
 		return errors.New("bench: a key prefix is required")
-	case o.ServerPID < 0:
-		return fmt.Errorf("bench: server pid %d must be positive", o.ServerPID)
 	}
-	if o.ServerPID > 0 {
-		if _, err := readRSS(o.ServerPID); err != nil {
-			return fmt.Errorf("bench: server pid %d: %w", o.ServerPID, err)
+	return checkServerPID(o.ServerPID)
+}
+
+// checkServerPID refuses a server pid that is negative, or whose resident
+// memory cannot be read.
+func checkServerPID(pid int) error {
+	if pid < 0 {
+		return fmt.Errorf("bench: server pid %d must be positive", pid)
+	}
+	if pid > 0 {
+		if _, err := readRSS(pid); err != nil {
+			return fmt.Errorf("bench: server pid %d: %w", pid, err)
 		}
 	}
 	return nil

@@ -151,13 +151,3 @@ func (s *Server) catalogRead(w http.ResponseWriter, r *http.Request, c *catalogQ
 	writeRawJSON(w, http.StatusOK, body)
 	return nil
 }
-
-// pathArg returns what follows prefix in the request's path, refusing an
-// empty one with Consul's message.
-func pathArg(r *http.Request, prefix, what string) (string, error) {
-	v := strings.TrimPrefix(r.URL.Path, prefix)
-	if v == "" {
-		return "", badRequest("Missing " + what)
-	}
-	return v, nil
-}

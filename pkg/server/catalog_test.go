@@ -313,3 +313,39 @@ func TestCatalogThroughAFollower(t *testing.T) {
 		return err == nil && len(stale) == 1 && m.KnownLeader
 	})
 }
+
+// Watchers of one service woken together share an encoded answer: each
+// still gets the answer to its own question.
+func TestWatchersWithOtherFiltersGetTheirOwnAnswers(t *testing.T) {
+	srv := servertest.Start(t)
+	c := srv.Client
+	mustRegister(t, c, instance("n1", "10.0.0.1", "web", "web-1", "passing", "prod"))
+	_, meta, err := c.Catalog().Service("web", "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	type answer struct {
+		n   int
+		err error
+	}
+	ask := func(tag string) <-chan answer {
+		ch := make(chan answer, 1)
+		go func() {
+			sns, _, err := c.Catalog().Service("web", tag, &consulapi.QueryOptions{WaitIndex: meta.LastIndex, WaitTime: time.Minute})
+			ch <- answer{len(sns), err}
+		}()
+		return ch
+	}
+	all, prod, canary := ask(""), ask("prod"), ask("canary")
+	servertest.Eventually(t, "three blocked watchers", func() bool { b, _ := wakeups(t, c); return b == 3 })
+	mustRegister(t, c, instance("n2", "10.0.0.2", "web", "web-2", "passing", "canary"))
+	for _, tc := range []struct {
+		name string
+		ch   <-chan answer
+		want int
+	}{{"all", all, 2}, {"prod", prod, 1}, {"canary", canary, 1}} {
+		if a := <-tc.ch; a.err != nil || a.n != tc.want {
+			t.Errorf("%s watcher: %d instances, %v; want %d", tc.name, a.n, a.err, tc.want)
+		}
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"regexp"
+	"strings"
 
 	memdb "github.com/hashicorp/go-memdb"
 
@@ -212,16 +213,26 @@ func (s *Server) handleCatalogDatacenters(w http.ResponseWriter, r *http.Request
 	return nil
 }
 
-// catalogGET parses a catalog or health read's query, GET only.
-func (s *Server) catalogGET(r *http.Request) (catalogQuery, error) {
+// catalogGET parses a catalog or health read's query, GET only, and with
+// a prefix the path argument after it (what names it in the refusal of an
+// empty one, as Consul's "Missing service name").
+func (s *Server) catalogGET(r *http.Request, prefix, what string) (catalogQuery, string, error) {
 	if err := onlyGET(r); err != nil {
-		return catalogQuery{}, err
+		return catalogQuery{}, "", err
 	}
-	return s.parseCatalogQuery(r.URL.Query())
+	c, err := s.parseCatalogQuery(r.URL.Query())
+	if err != nil || prefix == "" {
+		return c, "", err
+	}
+	arg := strings.TrimPrefix(r.URL.Path, prefix)
+	if arg == "" {
+		return c, "", badRequest("Missing " + what)
+	}
+	return c, arg, nil
 }
 
 func (s *Server) handleCatalogNodes(w http.ResponseWriter, r *http.Request) error {
-	c, err := s.catalogGET(r)
+	c, _, err := s.catalogGET(r, "", "")
 	if err != nil {
 		return err
 	}
@@ -241,11 +252,10 @@ func (s *Server) handleCatalogNodes(w http.ResponseWriter, r *http.Request) erro
 }
 
 func (s *Server) handleCatalogServices(w http.ResponseWriter, r *http.Request) error {
-	c, err := s.catalogGET(r)
+	c, _, err := s.catalogGET(r, "", "")
 	if err != nil {
 		return err
 	}
-	c.shared = true
 	var services map[string][]string
 	var filterErr error
 	return s.catalogRead(w, r, &c, func(rt *state.ReadTxn, ws memdb.WatchSet) (idx uint64) {
@@ -268,14 +278,11 @@ func (s *Server) handleCatalogServices(w http.ResponseWriter, r *http.Request) e
 }
 
 func (s *Server) handleCatalogService(w http.ResponseWriter, r *http.Request) error {
-	c, err := s.catalogGET(r)
+	c, name, err := s.catalogGET(r, "/v1/catalog/service/", "service name")
 	if err != nil {
 		return err
 	}
-	name, err := pathArg(r, "/v1/catalog/service/", "service name")
-	if err != nil {
-		return err
-	}
+	c.shared = true
 	var instances []state.Instance
 	return s.catalogRead(w, r, &c, func(rt *state.ReadTxn, ws memdb.WatchSet) (idx uint64) {
 		idx, instances = rt.ServiceNodes(ws, name)
@@ -292,11 +299,7 @@ func (s *Server) handleCatalogService(w http.ResponseWriter, r *http.Request) er
 }
 
 func (s *Server) handleCatalogNode(w http.ResponseWriter, r *http.Request) error {
-	c, err := s.catalogGET(r)
-	if err != nil {
-		return err
-	}
-	name, err := pathArg(r, "/v1/catalog/node/", "node name")
+	c, name, err := s.catalogGET(r, "/v1/catalog/node/", "node name")
 	if err != nil {
 		return err
 	}

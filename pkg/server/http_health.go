@@ -11,15 +11,11 @@ import (
 // The health endpoints: blocking reads of the catalog's checks.
 
 func (s *Server) handleHealthService(w http.ResponseWriter, r *http.Request) error {
-	c, err := s.catalogGET(r)
+	c, name, err := s.catalogGET(r, "/v1/health/service/", "service name")
 	if err != nil {
 		return err
 	}
 	c.shared = true
-	name, err := pathArg(r, "/v1/health/service/", "service name")
-	if err != nil {
-		return err
-	}
 	var instances []state.HealthInstance
 	return s.catalogRead(w, r, &c, func(rt *state.ReadTxn, ws memdb.WatchSet) (idx uint64) {
 		idx, instances = rt.ServiceHealth(ws, name)
@@ -69,11 +65,7 @@ func (s *Server) checksRead(w http.ResponseWriter, r *http.Request, c *catalogQu
 }
 
 func (s *Server) handleHealthChecks(w http.ResponseWriter, r *http.Request) error {
-	c, err := s.catalogGET(r)
-	if err != nil {
-		return err
-	}
-	name, err := pathArg(r, "/v1/health/checks/", "service name")
+	c, name, err := s.catalogGET(r, "/v1/health/checks/", "service name")
 	if err != nil {
 		return err
 	}
@@ -83,11 +75,7 @@ func (s *Server) handleHealthChecks(w http.ResponseWriter, r *http.Request) erro
 }
 
 func (s *Server) handleHealthNode(w http.ResponseWriter, r *http.Request) error {
-	c, err := s.catalogGET(r)
-	if err != nil {
-		return err
-	}
-	name, err := pathArg(r, "/v1/health/node/", "node name")
+	c, name, err := s.catalogGET(r, "/v1/health/node/", "node name")
 	if err != nil {
 		return err
 	}
@@ -100,11 +88,7 @@ func (s *Server) handleHealthNode(w http.ResponseWriter, r *http.Request) error 
 // any, passing, warning or critical matches no check: Consul 1.22 answers it
 // with 200 and [] (see the conformance recording).
 func (s *Server) handleHealthState(w http.ResponseWriter, r *http.Request) error {
-	c, err := s.catalogGET(r)
-	if err != nil {
-		return err
-	}
-	status, err := pathArg(r, "/v1/health/state/", "check state")
+	c, status, err := s.catalogGET(r, "/v1/health/state/", "check state")
 	if err != nil {
 		return err
 	}
