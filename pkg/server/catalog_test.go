@@ -292,10 +292,13 @@ func TestCatalogThroughAFollower(t *testing.T) {
 		t.Skip("multi-node raft: skipped under -short")
 	}
 	srvs, clients := cluster(t)
-	var follower *consulapi.Client
+	var (
+		follower     *consulapi.Client
+		followerHTTP string
+	)
 	for i, s := range srvs {
 		if !s.IsLeader() {
-			follower = clients[i]
+			follower, followerHTTP = clients[i], s.HTTPAddr()
 		}
 	}
 	// The leader registers every server, with serfHealth and the consul service.
@@ -307,6 +310,13 @@ func TestCatalogThroughAFollower(t *testing.T) {
 	e, _, err := follower.Health().Service("web", "", true, nil)
 	if err != nil || len(e) != 1 {
 		t.Fatalf("web through the follower = %+v, %v", e, err)
+	}
+	// An agent's heartbeat through a follower reaches the leader.
+	if code, body, _ := rawDo(t, "PUT", "http://"+followerHTTP+"/v1/kvx/heartbeat/web1", nil); code != 200 {
+		t.Fatalf("heartbeat through the follower = %d %q", code, body)
+	}
+	if st, _ := serfHealth(t, follower, "web1"); st != "passing" {
+		t.Fatalf("web1's serfHealth after a heartbeat = %q", st)
 	}
 	servertest.Eventually(t, "web in the follower's own (stale) copy", func() bool {
 		stale, m, err := follower.Health().Service("web", "", true, &consulapi.QueryOptions{AllowStale: true})

@@ -76,8 +76,9 @@
 // The leader registers every server of the cluster with a passing serfHealth
 // check and the consul service (catalog_self.go), and each server is the
 // agent of its own node for /v1/agent/service and /v1/agent/check
-// (agent_local.go, http_agent_local.go). After a burst of work, an idle
-// server returns freed memory to the kernel (memory.go).
+// (agent_local.go, http_agent_local.go). The leader marks critical the
+// nodes of agents whose heartbeats stopped (heartbeat.go). After a burst of
+// work, an idle server returns freed memory to the kernel (memory.go).
 //
 // Only this package imports raft. It must not import consul/api outside tests.
 package server

@@ -119,6 +119,7 @@ func (s *Server) handler() http.Handler {
 	s.route(mux, "/v1/health/checks/", "health.checks", s.handleHealthChecks)
 	s.route(mux, "/v1/health/node/", "health.node", s.handleHealthNode)
 	s.route(mux, "/v1/health/state/", "health.state", s.handleHealthState)
+	s.route(mux, "/v1/kvx/heartbeat/", "kvx.heartbeat", s.handleHeartbeat)
 	s.route(mux, "/v1/status/leader", "status.leader", s.handleStatusLeader)
 	s.route(mux, "/v1/status/peers", "status.peers", s.handleStatusPeers)
 	s.route(mux, "/v1/agent/self", "agent.self", s.handleAgentSelf)

@@ -44,6 +44,7 @@ type Server struct {
 	requests atomic.Int64 // HTTP API requests answered
 	answers  answerCache  // encoded answers shared by the watchers of one service
 	agent    localAgent   // the services and checks registered on this node's agent
+	beats    heartbeats   // the agents' last heartbeats, on the leader
 	ready    atomic.Bool  // leader, and every entry of earlier terms is applied
 	// catalogKick tells reconcileCatalog that this node became a ready leader.
 	catalogKick chan struct{}
@@ -158,6 +159,11 @@ func New(opts Options) (_ *Server, err error) {
 	go func() {
 		defer s.wg.Done()
 		s.releaseMemoryWhenIdle()
+	}()
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		s.trackHeartbeats()
 	}()
 	s.started = true
 	s.logger.Info("server started", "node", opts.NodeName, "http", s.HTTPAddr(), "raft", s.RaftAddr(), "dev", opts.Dev)
