@@ -16,7 +16,7 @@ func newBenchCmd() *cobra.Command {
 		Use:   "bench",
 		Short: "Measure a Consul-compatible server (kvx or Consul)",
 	}
-	cmd.AddCommand(newBenchKVCmd(), newBenchFanoutCmd())
+	cmd.AddCommand(newBenchKVCmd(), newBenchFanoutCmd(), newBenchCatalogCmd())
 	return cmd
 }
 
@@ -103,5 +103,49 @@ against any Consul-compatible address.`,
 	f.DurationVar(&o.AckJitter, "ack-jitter", time.Second, "spread each node's acknowledgement over a random delay up to this, as kvx out --watch does")
 	f.StringVar(&o.Dir, "dir", "", "where the nodes write their files (default: a temp dir in /dev/shm if present, else in $TMPDIR; removed after)")
 	f.StringVar(&o.Prefix, "prefix", "", "KV prefix (default kvx)")
+	return cmd
+}
+
+func newBenchCatalogCmd() *cobra.Command {
+	o := bench.CatalogOptions{}
+	cmd := &cobra.Command{
+		Use:   "catalog",
+		Short: "Measure catalog registration, health watch wake-ups and health GETs",
+		Long: `Register -nodes nodes with -services-per-node services each (one check
+each), sharing -service-names names; start -watchers blocking
+health/service/:s?passing queries on one service and -other-watchers on the
+others, each on its own connection; flip the check of one instance of the
+watched service -flips times while -readers connections GET
+health/service/:s?passing of random services, -get-rate a second. Print registrations/s, how long the watchers took
+to see each flip (p50, p99, max), how many watchers of other services were
+woken, the GET latencies and, with -server-pid, the server's RSS. The nodes
+are deregistered at the end. Works against any Consul-compatible address.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			o.Token = os.Getenv("CONSUL_HTTP_TOKEN")
+			if o.Prefix == "" {
+				o.Prefix = "kvx-bench-" + strconv.FormatInt(time.Now().UnixNano(), 36)
+			}
+			res, err := bench.RunCatalog(cmd.Context(), o)
+			if res.Registrations > 0 {
+				fmt.Fprintln(cmd.OutOrStdout(), res)
+			}
+			return err
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&o.Addr, "addr", defaultAddr(), "HTTP address of the server (CONSUL_HTTP_ADDR when set)")
+	f.IntVar(&o.Nodes, "nodes", 1000, "nodes registered")
+	f.IntVar(&o.ServicesPerNode, "services-per-node", 5, "services on each node, each with one check")
+	f.IntVar(&o.ServiceNames, "service-names", 1000, "distinct service names the instances share")
+	f.IntVar(&o.Registrars, "registrars", 64, "concurrent registering connections")
+	f.IntVar(&o.Watchers, "watchers", 1000, "blocking health queries on the flipped service")
+	f.IntVar(&o.OtherWatchers, "other-watchers", 1000, "blocking health queries on other services")
+	f.IntVar(&o.Flips, "flips", 10, "times the watched service's check flips")
+	f.IntVar(&o.Readers, "readers", 4, "connections doing health GETs during the flips")
+	f.IntVar(&o.GetRate, "get-rate", 2000, "health GETs a second over all readers during the flips (0: as fast as they go)")
+	f.DurationVar(&o.Timeout, "timeout", 10*time.Second, "per flip: watchers that have not seen it by then count as missed")
+	f.StringVar(&o.Prefix, "prefix", "", "node and service name prefix (default: kvx-bench-<unique>)")
+	f.IntVar(&o.ServerPID, "server-pid", 0, "the server's process id, on this machine: print its RSS with the catalog loaded (Linux)")
 	return cmd
 }

@@ -41,6 +41,7 @@ datacenter and addresses from its first start, so a restart needs only
 	f.IntVar(&o.BootstrapExpect, "bootstrap-expect", 0, "servers that form the first cluster (0 or 1 with no -join: this node alone)")
 	f.StringSliceVar(&o.Join, "join", nil, "raft address of another server to join (repeatable, or comma separated)")
 	f.DurationVar(&o.HeartbeatTimeout, "raft-timeout", 0, "Raft heartbeat and election timeout (default 1s, 50ms with -dev)")
+	f.DurationVar(&o.NodeTimeout, "node-timeout", server.DefaultNodeTimeout, "an agent whose heartbeats stop for this long has its node's serfHealth marked critical")
 	f.StringVar(&o.dogstatsdAddr, "dogstatsd-addr", "", "send metrics to this dogstatsd agent (host:port)")
 	f.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
 	f.BoolVar(&o.logJSON, "log-json", false, "log JSON lines instead of text")
@@ -77,7 +78,7 @@ func runServer(cmd *cobra.Command, o *serverOptions) error {
 		return fmt.Errorf("start server: %w", err)
 	}
 	go func() {
-		if err := srv.WaitForLeader(cmd.Context()); err == nil {
+		if err := srv.WaitForCatalog(cmd.Context()); err == nil {
 			logger.Info("ready", "node", srv.NodeName(), "http", srv.HTTPAddr(), "after", time.Since(started).Round(time.Millisecond))
 		}
 	}()

@@ -44,12 +44,19 @@ func (o *KVOptions) validate() error {
 		return fmt.Errorf("bench: keys %d must be positive", o.Keys)
 	case o.Prefix == "":
 		return errors.New("bench: a key prefix is required")
-	case o.ServerPID < 0:
-		return fmt.Errorf("bench: server pid %d must be positive", o.ServerPID)
 	}
-	if o.ServerPID > 0 {
-		if _, err := readRSS(o.ServerPID); err != nil {
-			return fmt.Errorf("bench: server pid %d: %w", o.ServerPID, err)
+	return checkServerPID(o.ServerPID)
+}
+
+// checkServerPID refuses a server pid that is negative, or whose resident
+// memory cannot be read.
+func checkServerPID(pid int) error {
+	if pid < 0 {
+		return fmt.Errorf("bench: server pid %d must be positive", pid)
+	}
+	if pid > 0 {
+		if _, err := readRSS(pid); err != nil {
+			return fmt.Errorf("bench: server pid %d: %w", pid, err)
 		}
 	}
 	return nil
@@ -143,10 +150,28 @@ func (c *conn) close() {
 
 // do sends one request and returns the status code.
 func (c *conn) do(method, path string, body []byte) (int, error) {
+	if err := c.send(method, path, body); err != nil {
+		return 0, err
+	}
+	resp, err := http.ReadResponse(c.br, nil)
+	if err != nil {
+		c.close()
+		return 0, err
+	}
+	_, err = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if err != nil || resp.Close {
+		c.close()
+	}
+	return resp.StatusCode, err
+}
+
+// send writes one request, dialling first if needed.
+func (c *conn) send(method, path string, body []byte) error {
 	if c.c == nil {
 		nc, err := net.DialTimeout("tcp", c.addr, 5*time.Second)
 		if err != nil {
-			return 0, err
+			return err
 		}
 		c.c, c.br, c.bw = nc, bufio.NewReaderSize(nc, 16<<10), bufio.NewWriterSize(nc, 16<<10)
 	}
@@ -168,19 +193,9 @@ func (c *conn) do(method, path string, body []byte) (int, error) {
 	bw.Write(body)
 	if err := bw.Flush(); err != nil {
 		c.close()
-		return 0, err
+		return err
 	}
-	resp, err := http.ReadResponse(c.br, nil)
-	if err != nil {
-		c.close()
-		return 0, err
-	}
-	_, err = io.Copy(io.Discard, resp.Body)
-	resp.Body.Close()
-	if err != nil || resp.Close {
-		c.close()
-	}
-	return resp.StatusCode, err
+	return nil
 }
 
 func keyPath(o KVOptions, n int) string {

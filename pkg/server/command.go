@@ -15,13 +15,16 @@ import (
 //	kv   : type | op
 //	txn  : type | uvarint n | op * n
 //	reap : type | uvarint index
+//	register, deregister : type | JSON (see catalog_command.go)
 //	op   : verb byte | key | value | uvarint flags | uvarint index | session
 type cmdType byte
 
 const (
-	cmdKV   cmdType = 1
-	cmdTxn  cmdType = 2
-	cmdReap cmdType = 3
+	cmdKV         cmdType = 1
+	cmdTxn        cmdType = 2
+	cmdReap       cmdType = 3
+	cmdRegister   cmdType = 4
+	cmdDeregister cmdType = 5
 )
 
 var verbCodes = []state.Verb{
@@ -44,6 +47,8 @@ type command struct {
 	typ   cmdType
 	ops   []state.Op
 	index uint64
+	reg   *state.Registration
+	dereg *state.Deregistration
 }
 
 func appendBytes(b, v []byte) []byte {
@@ -161,6 +166,11 @@ func decodeCommand(data []byte) (command, error) {
 		}
 	case cmdReap:
 		c.index = d.uvarint()
+	case cmdRegister, cmdDeregister:
+		if err := decodeCatalog(&c, d.b); err != nil {
+			return command{}, err
+		}
+		d.b = nil
 	default:
 		return command{}, fmt.Errorf("%w: type %d", errBadCommand, c.typ)
 	}

@@ -1,6 +1,7 @@
 // Package server is kvx's embedded server: a hashicorp/raft node whose FSM is
 // the go-memdb store of package state, serving Consul's HTTP API (KV, txn,
-// status, agent, operator) so that Consul's own clients work against it.
+// catalog, health, status, agent, operator) so that Consul's own clients
+// work against it.
 //
 // # Storage
 //
@@ -62,6 +63,22 @@
 // index never goes backwards; the leader reaps them through Raft after
 // Options.TombstoneTTL (15 minutes). A write that changes nothing keeps the
 // old ModifyIndex.
+//
+// # Catalog and health
+//
+// Catalog writes are Raft commands of their own (catalog_command.go), each
+// applied in its own memdb transaction so that a refused one changes
+// nothing. The reads (http_catalog.go, http_health.go) are blocking queries
+// like the KV ones, with Consul's filters (catalog_query.go) and wire format
+// (catalog_json.go). A query on one service watches only that service's index
+// entry in the state store, so a change elsewhere wakes none of its watchers;
+// the watchers woken together share one encoded answer (catalog_cache.go).
+// The leader registers every server of the cluster with a passing serfHealth
+// check and the consul service (catalog_self.go), and each server is the
+// agent of its own node for /v1/agent/service and /v1/agent/check
+// (agent_local.go, http_agent_local.go). The leader marks critical the
+// nodes of agents whose heartbeats stopped (heartbeat.go). After a burst of
+// work, an idle server returns freed memory to the kernel (memory.go).
 //
 // Only this package imports raft. It must not import consul/api outside tests.
 package server

@@ -61,6 +61,9 @@ func (f *fsm) ApplyBatch(logs []*raft.Log) []any {
 			}
 			ok, err := shared.Apply(&c.ops[0])
 			out[i] = kvResponse{ok: ok, err: err}
+		case cmdRegister, cmdDeregister:
+			flush()
+			out[i] = f.applyCatalog(&c, l.Index)
 		case cmdTxn:
 			flush()
 			w := f.store.Write()

@@ -71,6 +71,11 @@ func FuzzDecodeCommand(f *testing.F) {
 	f.Add(encodeTxn([]state.Op{{Verb: state.VerbCAS, Key: "a", Index: 9}, {Verb: state.VerbDeleteTree, Key: "p/"}}))
 	f.Add(encodeReap(77))
 	f.Add([]byte{2, 0xff, 0xff, 0xff, 0xff, 0x0f})
+	reg, _ := encodeRegister(&state.Registration{Node: state.Node{Node: "n", Address: "10.0.0.1"},
+		Service: &state.Service{ID: "web", Service: "web", Tags: []string{"a"}}, Checks: []*state.Check{{CheckID: "c", Status: "passing"}}})
+	f.Add(reg)
+	dereg, _ := encodeDeregister(&state.Deregistration{Node: "n", ServiceID: "web"})
+	f.Add(dereg)
 	f.Fuzz(func(t *testing.T, data []byte) {
 		c, err := decodeCommand(data)
 		if err != nil {
@@ -84,9 +89,17 @@ func FuzzDecodeCommand(f *testing.F) {
 			again = encodeTxn(c.ops)
 		case cmdReap:
 			again = encodeReap(c.index)
+		case cmdRegister:
+			again, err = encodeRegister(c.reg)
+		case cmdDeregister:
+			again, err = encodeDeregister(c.dereg)
+		}
+		if err != nil {
+			t.Fatalf("re-encode %+v: %v", c, err)
 		}
 		c2, err := decodeCommand(again)
-		if err != nil || !reflect.DeepEqual(normalize(c2.ops), normalize(c.ops)) || c2.index != c.index {
+		if err != nil || !reflect.DeepEqual(normalize(c2.ops), normalize(c.ops)) || c2.index != c.index ||
+			!reflect.DeepEqual(c2.reg, c.reg) || !reflect.DeepEqual(c2.dereg, c.dereg) {
 			t.Fatalf("re-encode changed the command: %+v vs %+v (%v)", c2, c, err)
 		}
 	})

@@ -53,6 +53,8 @@ func (s *Server) writeError(w http.ResponseWriter, err error) {
 		if he.allow != "" {
 			w.Header().Set("Allow", he.allow)
 		}
+	case errors.Is(err, state.ErrCatalog): // a refused catalog write: nothing changed
+		code = http.StatusBadRequest
 	case errors.Is(err, raft.ErrNotLeader), errors.Is(err, raft.ErrLeadershipLost):
 		msg = "No cluster leader"
 	case errors.Is(err, context.Canceled):
@@ -106,10 +108,26 @@ func (s *Server) handler() http.Handler {
 	mux := http.NewServeMux()
 	s.route(mux, "/v1/kv/", "kv", s.handleKV)
 	s.route(mux, "/v1/txn", "txn", s.handleTxn)
+	s.route(mux, "/v1/catalog/register", "catalog.register", s.handleCatalogRegister)
+	s.route(mux, "/v1/catalog/deregister", "catalog.deregister", s.handleCatalogDeregister)
+	s.route(mux, "/v1/catalog/datacenters", "catalog.datacenters", s.handleCatalogDatacenters)
+	s.route(mux, "/v1/catalog/nodes", "catalog.nodes", s.handleCatalogNodes)
+	s.route(mux, "/v1/catalog/services", "catalog.services", s.handleCatalogServices)
+	s.route(mux, "/v1/catalog/service/", "catalog.service", s.handleCatalogService)
+	s.route(mux, "/v1/catalog/node/", "catalog.node", s.handleCatalogNode)
+	s.route(mux, "/v1/health/service/", "health.service", s.handleHealthService)
+	s.route(mux, "/v1/health/checks/", "health.checks", s.handleHealthChecks)
+	s.route(mux, "/v1/health/node/", "health.node", s.handleHealthNode)
+	s.route(mux, "/v1/health/state/", "health.state", s.handleHealthState)
+	s.route(mux, "/v1/kvx/heartbeat/", "kvx.heartbeat", s.handleHeartbeat)
 	s.route(mux, "/v1/status/leader", "status.leader", s.handleStatusLeader)
 	s.route(mux, "/v1/status/peers", "status.peers", s.handleStatusPeers)
 	s.route(mux, "/v1/agent/self", "agent.self", s.handleAgentSelf)
 	s.route(mux, "/v1/agent/metrics", "agent.metrics", s.handleAgentMetrics)
+	s.route(mux, "/v1/agent/services", "agent.services", s.handleAgentServices)
+	s.route(mux, "/v1/agent/checks", "agent.checks", s.handleAgentChecks)
+	s.route(mux, "/v1/agent/service/", "agent.service", s.handleAgentService)
+	s.route(mux, "/v1/agent/check/", "agent.check", s.handleAgentCheck)
 	s.route(mux, "/v1/operator/raft/configuration", "operator.raft.configuration", s.handleRaftConfiguration)
 	return s.logRequests(func(w http.ResponseWriter, r *http.Request) {
 		// ServeMux would clean a ".." segment away with a redirect, so that a
@@ -129,6 +147,7 @@ func (s *Server) route(mux *http.ServeMux, pattern, endpoint string, h handlerFu
 	count := []string{"api", "http", "requests"}
 	mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
+		s.requests.Add(1)
 		if err := h(w, r); err != nil {
 			s.writeError(w, err)
 		}
@@ -232,6 +251,7 @@ func (s *Server) blockingQuery(r *http.Request, o queryOpts, query func(ws memdb
 			}
 			return idx, nil // the wait ran out: the unchanged answer
 		}
+		s.wakeups.Add(1)
 		select {
 		case <-s.shutdown: // the unchanged answer now, so the server stops at once
 			return idx, nil

@@ -99,6 +99,7 @@ func (s *Server) handleAgentSelf(w http.ResponseWriter, r *http.Request) error {
 	port, _ := strconv.Atoi(portStr)
 	stats := s.raft.Stats()
 	stats["blocking_queries"] = strconv.FormatInt(s.blocking.Load(), 10)
+	stats["blocking_wakeups"] = strconv.FormatInt(s.wakeups.Load(), 10)
 	out := map[string]any{
 		"Config": map[string]any{
 			"Datacenter":        s.opts.Datacenter,

@@ -60,6 +60,10 @@ func (s *Server) monitorLeadership(notify <-chan bool) {
 				continue
 			}
 			s.ready.Store(true)
+			select {
+			case s.catalogKick <- struct{}{}:
+			default:
+			}
 			s.logger.Info("leader ready", "node", s.opts.NodeName, "index", s.raft.AppliedIndex())
 		}
 	}

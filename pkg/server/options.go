@@ -48,6 +48,9 @@ type Options struct {
 	TrailingLogs      uint64
 	// TombstoneTTL is how long deleted keys keep their tombstones (default 15m).
 	TombstoneTTL time.Duration
+	// NodeTimeout is how long the leader waits for an agent's heartbeat
+	// before it marks the agent's node's serfHealth critical (default 30s).
+	NodeTimeout time.Duration
 
 	Logger  *slog.Logger // nil discards
 	Metrics metrics.Sink // nil discards
@@ -58,6 +61,9 @@ const (
 	DefaultDatacenter = "dc1"
 	DefaultHTTPAddr   = "127.0.0.1:8500"
 	DefaultRaftAddr   = "127.0.0.1:8300"
+	// DefaultNodeTimeout is how long an agent may miss heartbeats before its
+	// node turns critical.
+	DefaultNodeTimeout = 30 * time.Second
 )
 
 // With -dev the Raft log is a map in memory that only a snapshot truncates,
@@ -100,6 +106,8 @@ func (o *Options) Validate() error {
 		return invalid("-raft-timeout %s: must be positive", o.HeartbeatTimeout)
 	case o.SnapshotInterval < 0 || o.TombstoneTTL < 0:
 		return invalid("snapshot interval %s, tombstone TTL %s: must not be negative", o.SnapshotInterval, o.TombstoneTTL)
+	case o.NodeTimeout < 0:
+		return invalid("-node-timeout %s: must be positive", o.NodeTimeout)
 	}
 	if o.HTTPAddr != "" {
 		if err := checkAddr("-http-addr", o.HTTPAddr, true); err != nil {
@@ -182,6 +190,9 @@ func (o *Options) withDefaults() {
 	}
 	if o.TombstoneTTL == 0 {
 		o.TombstoneTTL = 15 * time.Minute
+	}
+	if o.NodeTimeout == 0 {
+		o.NodeTimeout = DefaultNodeTimeout
 	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)

@@ -40,7 +40,14 @@ type Server struct {
 	forwarder   *http.Client
 
 	blocking atomic.Int64 // blocking queries in flight
+	wakeups  atomic.Int64 // times a blocking query was woken by a change it watched
+	requests atomic.Int64 // HTTP API requests answered
+	answers  answerCache  // encoded answers shared by the watchers of one service
+	agent    localAgent   // the services and checks registered on this node's agent
+	beats    heartbeats   // the agents' last heartbeats, on the leader
 	ready    atomic.Bool  // leader, and every entry of earlier terms is applied
+	// catalogKick tells reconcileCatalog that this node became a ready leader.
+	catalogKick chan struct{}
 
 	cluster   clusterState
 	logPolicy logPolicy // Raft messages whose level depends on the cluster's state
@@ -85,7 +92,8 @@ func New(opts Options) (_ *Server, err error) {
 		opts.NodeName = h
 	}
 	opts.withDefaults()
-	s := &Server{opts: opts, logger: opts.Logger, store: state.New(), shutdown: make(chan struct{}), raftDown: make(chan struct{})}
+	s := &Server{opts: opts, logger: opts.Logger, store: state.New(), shutdown: make(chan struct{}), raftDown: make(chan struct{}),
+		catalogKick: make(chan struct{}, 1)}
 	defer func() {
 		if err != nil {
 			s.Close()
@@ -141,6 +149,21 @@ func New(opts Options) (_ *Server, err error) {
 	go func() {
 		defer s.wg.Done()
 		s.reportStats()
+	}()
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		s.reconcileCatalog(s.catalogKick)
+	}()
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		s.releaseMemoryWhenIdle()
+	}()
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		s.trackHeartbeats()
 	}()
 	s.started = true
 	s.logger.Info("server started", "node", opts.NodeName, "http", s.HTTPAddr(), "raft", s.RaftAddr(), "dev", opts.Dev)
@@ -396,6 +419,7 @@ func (s *Server) Close() error {
 		if s.httpLn != nil {
 			s.httpLn.Close()
 		}
+		s.stopLocalChecks()
 		if s.started {
 			s.sayGoodbye()
 			s.handOverLeadership()

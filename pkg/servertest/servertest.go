@@ -46,7 +46,7 @@ func Start(tb testing.TB, modify ...func(*server.Options)) *Server {
 	})
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if err := srv.WaitForLeader(ctx); err != nil {
+	if err := srv.WaitForCatalog(ctx); err != nil {
 		tb.Fatalf("server: %v", err)
 	}
 	c, err := client.New(client.Options{Address: srv.HTTPAddr()})

@@ -3,6 +3,7 @@ package state
 import (
 	"bufio"
 	"encoding/binary"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -32,7 +33,21 @@ const (
 	recEntry     = 1
 	recTombstone = 2
 	recIndex     = 3
+	recNode      = 4 // the catalog's records are JSON: they are few, and change shape
+	recService   = 5
+	recCheck     = 6
 )
+
+// catalogRecords maps the catalog's snapshot records to their tables.
+var catalogRecords = []struct {
+	kind  byte
+	table string
+	new   func() any
+}{
+	{recNode, tableNodes, func() any { return new(Node) }},
+	{recService, tableServices, func() any { return new(Service) }},
+	{recCheck, tableChecks, func() any { return new(Check) }},
+}
 
 type snapWriter struct {
 	w   *bufio.Writer
@@ -94,6 +109,22 @@ func (sn *Snapshot) WriteTo(w io.Writer) (int64, error) {
 		sw.uvarint(t.Value)
 	}); err != nil {
 		return 0, err
+	}
+	for _, rec := range catalogRecords {
+		var jerr error
+		if err := each(rec.table, func(raw any) {
+			b, err := json.Marshal(raw)
+			if err != nil && jerr == nil {
+				jerr = fmt.Errorf("snapshot %s: %w", rec.table, err)
+			}
+			sw.buf = append(sw.buf, rec.kind)
+			sw.bytes(b)
+		}); err != nil {
+			return 0, err
+		}
+		if jerr != nil {
+			return 0, jerr
+		}
 	}
 	sw.buf = append(sw.buf, recEnd)
 	if err := sw.flush(); err != nil {
@@ -179,6 +210,14 @@ func (s *Store) Restore(r io.Reader) error {
 			obj, table = &Tombstone{Key: string(sr.bytes()), Index: sr.uvarint()}, tableTombstones
 		case recIndex:
 			obj, table = &tableIndex{Name: string(sr.bytes()), Value: sr.uvarint()}, tableIndexes
+		case recNode, recService, recCheck:
+			rec := catalogRecords[kind-recNode]
+			obj, table = rec.new(), rec.table
+			if b := sr.bytes(); sr.err == nil {
+				if err := json.Unmarshal(b, obj); err != nil {
+					return fmt.Errorf("%w: %s: %v", ErrBadSnapshot, table, err)
+				}
+			}
 		default:
 			return fmt.Errorf("%w: record kind %d", ErrBadSnapshot, kind)
 		}

@@ -3,6 +3,7 @@ package state
 import (
 	"bytes"
 	"fmt"
+	"maps"
 	"strings"
 	"sync"
 
@@ -60,11 +61,13 @@ func schema() *memdb.DBSchema {
 			},
 		}
 	}
-	return &memdb.DBSchema{Tables: map[string]*memdb.TableSchema{
+	tables := map[string]*memdb.TableSchema{
 		tableKVs:        keyed(tableKVs, "Key"),
 		tableTombstones: keyed(tableTombstones, "Key"),
 		tableIndexes:    keyed(tableIndexes, "Name"),
-	}}
+	}
+	maps.Copy(tables, catalogTables())
+	return &memdb.DBSchema{Tables: tables}
 }
 
 // Store holds the state. Reads are lock-free snapshots; writes are serialised
@@ -120,7 +123,9 @@ func maxIndexTxn(txn *memdb.Txn, tables ...string) uint64 {
 func (r *ReadTxn) KVIndex() uint64 { return maxIndexTxn(r.txn, tableKVs, tableTombstones) }
 
 // Index returns the highest index of any table, the index of the whole store.
-func (r *ReadTxn) Index() uint64 { return maxIndexTxn(r.txn, tableKVs, tableTombstones, tableIndexes) }
+func (r *ReadTxn) Index() uint64 {
+	return maxIndexTxn(r.txn, tableKVs, tableTombstones, tableIndexes, tableNodes, tableServices, tableChecks)
+}
 
 // KVGet returns the entry at key (nil when missing) and the index of the
 // answer: the entry's ModifyIndex, or the global KV index when it is missing.
