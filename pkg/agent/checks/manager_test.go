@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -69,6 +70,10 @@ func TestSteadyCheckNotifiesOnce(t *testing.T) {
 }
 
 // countingListener accepts TCP connections and counts them.
+// acceptedFrom holds the remote address of every connection a counting
+// listener accepted.
+var acceptedFrom sync.Map
+
 func countingListener(t *testing.T) (string, *atomic.Int64) {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -83,6 +88,7 @@ func countingListener(t *testing.T) (string, *atomic.Int64) {
 			if err != nil {
 				return
 			}
+			acceptedFrom.Store(c.RemoteAddr().String(), true)
 			n.Add(1)
 			c.Close()
 		}
@@ -109,7 +115,17 @@ func TestReplace(t *testing.T) {
 	if err := m.Replace([]config.Check{b2, c}); err != nil {
 		t.Fatal(err)
 	}
-	stoppedAt := hitsA.Load()
+	// A probe of a made before Replace returned may still sit in a's
+	// accept queue: dial a marker connection and, the queue being FIFO,
+	// once the listener has accepted it every earlier one is counted.
+	marker, err := net.Dial("tcp", addrA)
+	if err != nil {
+		t.Fatal(err)
+	}
+	markerAddr := marker.LocalAddr().String()
+	defer marker.Close()
+	waitUntil(t, "the marker accepted", func() bool { _, ok := acceptedFrom.Load(markerAddr); return ok })
+	stoppedAt := hitsA.Load() // the marker included
 	rec.waitStatus(t, "c", config.StatusPassing)
 	seenC := hitsC.Load()
 	waitUntil(t, "c probed 10 more times", func() bool { return hitsC.Load() >= seenC+10 })
