@@ -99,6 +99,7 @@ type renderSetup struct {
 	child   *render.Child
 	addr    string
 	token   string
+	ignored []string // configuration keys render reads but does not act on
 }
 
 func (o *renderOptions) setup(cmd *cobra.Command) (*renderSetup, error) {
@@ -117,6 +118,15 @@ func (o *renderOptions) setup(cmd *cobra.Command) (*renderSetup, error) {
 		c, err := render.LoadConfig(path)
 		if err != nil {
 			return nil, usageError{fmt.Errorf("-config: %w", err)}
+		}
+		if c.KillSignal != "" {
+			s.ignored = append(s.ignored, path+": kill_signal (render stops on SIGINT and SIGTERM)")
+		}
+		if c.ReloadSignal != "" {
+			s.ignored = append(s.ignored, path+": reload_signal (render does not reload its configuration; restart it)")
+		}
+		if c.ErrOnFailedLookup {
+			s.ignored = append(s.ignored, path+": err_on_failed_lookup (use -once with -once-timeout to fail on missing data)")
 		}
 		if c.ConsulAddr != "" && !cmd.Flags().Changed("consul-addr") && !cmd.Flags().Changed("http-addr") {
 			s.addr = c.ConsulAddr
@@ -253,6 +263,9 @@ func runRender(cmd *cobra.Command, o *renderOptions) error {
 		return usageError{err}
 	}
 	s.opts.Logger = logger
+	for _, k := range s.ignored {
+		logger.Warn("configuration key not supported by render; ignored", "key", k)
+	}
 	if s.child != nil {
 		s.child.Logger = logger
 	}

@@ -172,3 +172,25 @@ func TestEnvModeRestartsChild(t *testing.T) {
 		t.Fatalf("child runs saw %q", got)
 	}
 }
+
+// Configuration keys render reads but does not act on are named in a
+// warning, not silently accepted.
+func TestRenderWarnsOfIgnoredConfigKeys(t *testing.T) {
+	srv := servertest.Start(t)
+	putKV(t, srv, "k", "v")
+	dir := t.TempDir()
+	conf := writeFile(t, dir, "r.hcl", "kill_signal = \"SIGINT\"\nerr_on_failed_lookup = true\ntemplate {\n  contents = \"{{ key \\\"k\\\" }}\"\n  destination = \""+filepath.Join(dir, "out")+"\"\n}\n")
+	var stdout, stderr servertest.Buffer
+	err := execute(context.Background(), []string{"render", "-http-addr", srv.HTTPAddr(), "-once", "-config", conf}, strings.NewReader(""), &stdout, &stderr)
+	if code := exitCode(err, &stderr); code != 0 || readOrEmpty(filepath.Join(dir, "out")) != "v" {
+		t.Fatalf("exit %d, out %q: %s", code, readOrEmpty(filepath.Join(dir, "out")), stderr.String())
+	}
+	for _, k := range []string{"r.hcl: kill_signal", "r.hcl: err_on_failed_lookup"} {
+		if !strings.Contains(stderr.String(), k) {
+			t.Errorf("no warning naming %q in %q", k, stderr.String())
+		}
+	}
+	if strings.Contains(stderr.String(), "reload_signal") {
+		t.Errorf("warned of reload_signal, which the file does not set: %q", stderr.String())
+	}
+}

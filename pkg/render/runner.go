@@ -269,6 +269,10 @@ func (r *Runner) pass(ctx context.Context) passResult {
 		}
 		wrote, err := r.write(ctx, t, out.Output)
 		if err != nil {
+			if !errors.Is(err, ErrCheckFailed) { // a check failure is logged with its output
+				r.o.Logger.Error("write failed; the old file stays", "destination", t.Destination, "err", err)
+				r.o.Metrics.Count("render.errors", 1)
+			}
 			res.errs = append(res.errs, err)
 			continue
 		}
