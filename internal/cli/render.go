@@ -4,10 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"os/signal"
 	"path/filepath"
-	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -25,18 +25,20 @@ import (
 // unchanged.
 type renderOptions struct {
 	common
-	consulAddr, consulToken string
-	templates, configs      []string
-	once, dry               bool
-	wait                    string
-	onceTimeout, missingLog time.Duration
-	maxStale                time.Duration
-	maxConns                int
-	exec                    string
-	execReload, execKill    string
-	execKillTimeout         time.Duration
-	leftDelim, rightDelim   string
-	env                     render.EnvOptions
+	consulAddr, consulToken  string
+	templates, configs       []string
+	once, dry                bool
+	wait                     string
+	onceTimeout, missingLog  time.Duration
+	maxStale                 time.Duration
+	maxConns                 int
+	exec                     string
+	execReload, execKill     string
+	execKillTimeout          time.Duration
+	killSignal, reloadSignal string
+	errOnFailedLookup        bool
+	leftDelim, rightDelim    string
+	env                      render.EnvOptions
 }
 
 // newEnvCmd is envconsul mode as a command of its own: kvx env
@@ -83,6 +85,9 @@ a missing key or service is an error after -once-timeout that lists it.`,
 	f.StringVar(&o.execReload, "exec-reload-signal", "", "signal sent to the -exec child when a file changed (default: restart it)")
 	f.StringVar(&o.execKill, "exec-kill-signal", "SIGTERM", "signal that stops the -exec child")
 	f.DurationVar(&o.execKillTimeout, "exec-kill-timeout", 30*time.Second, "SIGKILL the -exec child when it has not stopped after this")
+	f.StringVar(&o.reloadSignal, "reload-signal", "SIGHUP", "signal that makes render re-read its configuration files and templates (\"\": none)")
+	f.StringVar(&o.killSignal, "kill-signal", "SIGINT", "signal that stops render (SIGTERM always does)")
+	f.BoolVar(&o.errOnFailedLookup, "err-on-failed-lookup", false, "a key() whose key does not exist is an error at once, in both modes (consul-template's err_on_failed_lookup)")
 	f.StringVar(&o.leftDelim, "left-delim", "", "left template delimiter (default {{)")
 	f.StringVar(&o.rightDelim, "right-delim", "", "right template delimiter (default }})")
 	f.StringVar(&o.env.Prefix, "env-prefix", "", "envconsul mode: the keys under this prefix become the -exec child's environment")
@@ -99,7 +104,8 @@ type renderSetup struct {
 	child   *render.Child
 	addr    string
 	token   string
-	ignored []string // configuration keys render reads but does not act on
+
+	reloadSignal, killSignal syscall.Signal // render's own (0: none)
 }
 
 func (o *renderOptions) setup(cmd *cobra.Command) (*renderSetup, error) {
@@ -111,7 +117,9 @@ func (o *renderOptions) setup(cmd *cobra.Command) (*renderSetup, error) {
 		s.token = o.consulToken
 	}
 	var tcs []render.TemplateConfig
-	ro := render.Options{Once: o.once, Dry: o.dry, OnceTimeout: o.onceTimeout, MissingLog: o.missingLog, Stdout: cmd.OutOrStdout()}
+	ro := render.Options{Once: o.once, Dry: o.dry, OnceTimeout: o.onceTimeout, MissingLog: o.missingLog, Stdout: cmd.OutOrStdout(),
+		ErrOnFailedLookup: o.errOnFailedLookup}
+	killSig, reloadSig := o.killSignal, o.reloadSignal
 	ro.Watch = render.WatchOptions{MaxConnections: o.maxConns, MaxStale: o.maxStale}
 	exec := &render.ExecConfig{Command: o.exec, ReloadSignal: o.execReload, KillSignal: o.execKill, KillTimeout: o.execKillTimeout}
 	for _, path := range o.configs {
@@ -119,14 +127,14 @@ func (o *renderOptions) setup(cmd *cobra.Command) (*renderSetup, error) {
 		if err != nil {
 			return nil, usageError{fmt.Errorf("-config: %w", err)}
 		}
-		if c.KillSignal != "" {
-			s.ignored = append(s.ignored, path+": kill_signal (render stops on SIGINT and SIGTERM)")
+		if c.KillSignal != "" && !cmd.Flags().Changed("kill-signal") {
+			killSig = c.KillSignal
 		}
-		if c.ReloadSignal != "" {
-			s.ignored = append(s.ignored, path+": reload_signal (render does not reload its configuration; restart it)")
+		if c.ReloadSignal != "" && !cmd.Flags().Changed("reload-signal") {
+			reloadSig = c.ReloadSignal
 		}
 		if c.ErrOnFailedLookup {
-			s.ignored = append(s.ignored, path+": err_on_failed_lookup (use -once with -once-timeout to fail on missing data)")
+			ro.ErrOnFailedLookup = true
 		}
 		if c.ConsulAddr != "" && !cmd.Flags().Changed("consul-addr") && !cmd.Flags().Changed("http-addr") {
 			s.addr = c.ConsulAddr
@@ -187,6 +195,13 @@ func (o *renderOptions) setup(cmd *cobra.Command) (*renderSetup, error) {
 		s.targets = append(s.targets, t)
 	}
 	s.opts = ro
+	var err error
+	if s.killSignal, err = render.ParseSignal(killSig); err != nil {
+		return nil, usageError{fmt.Errorf("kill signal: %w", err)}
+	}
+	if s.reloadSignal, err = render.ParseSignal(reloadSig); err != nil {
+		return nil, usageError{fmt.Errorf("reload signal: %w", err)}
+	}
 	if exec.Command != "" {
 		reload, err := render.ParseSignal(exec.ReloadSignal)
 		if err != nil {
@@ -262,89 +277,162 @@ func runRender(cmd *cobra.Command, o *renderOptions) error {
 	if err != nil {
 		return usageError{err}
 	}
-	s.opts.Logger = logger
-	for _, k := range s.ignored {
-		logger.Warn("configuration key not supported by render; ignored", "key", k)
-	}
-	if s.child != nil {
-		s.child.Logger = logger
-	}
+	var sink metrics.Sink = metrics.Discard
 	if o.dogstatsd != "" {
 		d, err := metrics.NewDogstatsd(o.dogstatsd, "kvx.")
 		if err != nil {
 			return usageError{err}
 		}
 		defer d.Close()
-		s.opts.Metrics = d
+		sink = d
 	}
-	src := render.Source{KV: c.KV(), Health: c.Health(), Catalog: c.Catalog(), NodeName: c.Agent().NodeName}
-	ctx, cancel := context.WithCancel(cmd.Context())
-	defer cancel()
-	if s.child == nil {
-		return render.NewRunner(src, s.targets, s.opts).Run(ctx)
-	}
-	if o.env.Prefix != "" {
-		s.opts.Watch.Logger = logger
-		err := render.RunEnv(ctx, src, o.env, s.child, s.opts.Watch)
-		if err == nil || errors.Is(err, context.Canceled) {
-			return exitWith{s.child.ExitCode()}
-		}
-		return err
-	}
-	return superviseRender(ctx, cancel, src, s, logger)
+	rr := &renderRun{o: o, cmd: cmd, logger: logger, metrics: sink,
+		src: render.Source{KV: c.KV(), Health: c.Health(), Catalog: c.Catalog(), NodeName: c.Agent().NodeName}}
+	rr.adopt(s)
+	return rr.loop(cmd.Context())
 }
 
-// superviseRender runs the renderer with an -exec child: the child starts
-// after the first complete pass and is reloaded after a pass that wrote a
-// file; signals render receives (other than the ones that stop it) go to
-// the child; when the child exits, render exits with its code.
-func superviseRender(ctx context.Context, cancel context.CancelFunc, src render.Source, s *renderSetup, logger interface {
-	Error(string, ...any)
-}) error {
-	child := s.child
-	started := make(chan error, 1)
-	var running atomic.Bool
-	s.opts.Once = false // the child runs on; render follows the data for it
-	s.opts.OnPass = func(complete bool, written []string) {
-		switch {
-		case !running.Load() && complete:
-			running.Store(true)
-			started <- child.Start()
-		case running.Load() && len(written) > 0:
-			if err := child.Reload(); err != nil {
-				logger.Error("reload child", "err", err)
-			}
+// renderRun is a running render: its setup (replaced on the reload
+// signal), and the -exec child, which outlives a reload.
+type renderRun struct {
+	o       *renderOptions
+	cmd     *cobra.Command
+	logger  *slog.Logger
+	metrics metrics.Sink
+	src     render.Source
+	s       *renderSetup
+	child   *render.Child
+}
+
+// adopt makes s the running setup; the running child stays unless s
+// supervises a different command (then it is stopped, and s's child starts
+// after the next complete pass).
+func (rr *renderRun) adopt(s *renderSetup) {
+	s.opts.Logger, s.opts.Metrics = rr.logger, rr.metrics
+	s.opts.Watch.Logger = rr.logger
+	if s.child != nil {
+		s.child.Logger = rr.logger
+	}
+	switch {
+	case rr.child == nil:
+		rr.child = s.child
+	case s.child == nil || s.child.Command != rr.child.Command:
+		rr.logger.Info("the -exec command changed; stopping the old child")
+		rr.child.Stop()
+		rr.child = s.child
+	default:
+		rr.child.ReloadSignal, rr.child.KillSignal, rr.child.KillTimeout = s.child.ReloadSignal, s.child.KillSignal, s.child.KillTimeout
+	}
+	rr.s = s
+}
+
+// signals are those render acts on: its reload and kill signals, and those
+// it forwards to the child.
+func (rr *renderRun) signals() []os.Signal {
+	sigs := []os.Signal{syscall.SIGHUP, syscall.SIGUSR1, syscall.SIGUSR2}
+	for _, sig := range []syscall.Signal{rr.s.reloadSignal, rr.s.killSignal} {
+		if sig != 0 {
+			sigs = append(sigs, sig)
 		}
 	}
-	fwd := make(chan os.Signal, 4)
-	signal.Notify(fwd, syscall.SIGHUP, syscall.SIGUSR1, syscall.SIGUSR2)
-	defer signal.Stop(fwd)
-	runErr := make(chan error, 1)
-	go func() { runErr <- render.NewRunner(src, s.targets, s.opts).Run(ctx) }()
-	var done <-chan struct{}
+	return sigs
+}
+
+// loop runs the job (templates, or envconsul mode) until it ends, the
+// child exits or ctx or the kill signal stops it; the reload signal
+// re-reads the configuration files and templates and starts the job again
+// with them (a configuration that does not load is logged, and the running
+// one stays); other signals go to the child.
+func (rr *renderRun) loop(ctx context.Context) error {
+	sigs := make(chan os.Signal, 8)
+	signal.Notify(sigs, rr.signals()...)
+	defer signal.Stop(sigs)
 	for {
+		jctx, stop := context.WithCancel(ctx)
+		startErr := make(chan error, 1)
+		jobErr := make(chan error, 1)
+		go func() { jobErr <- rr.job(jctx, startErr) }()
+		var childDone <-chan struct{}
+		if rr.child != nil {
+			childDone = rr.child.Done()
+		}
+	wait:
 		select {
-		case err := <-started:
-			if err != nil {
-				cancel()
-				<-runErr
-				return err
-			}
-			done = child.Done()
-		case sig := <-fwd:
-			if running.Load() {
-				_ = child.Signal(sig.(syscall.Signal))
-			}
-		case <-done:
-			cancel()
-			<-runErr
-			return exitWith{child.ExitCode()}
-		case err := <-runErr:
-			child.Stop()
-			if errors.Is(err, context.Canceled) && running.Load() {
-				return exitWith{child.ExitCode()}
-			}
+		case err := <-jobErr:
+			stop()
+			return rr.finish(err)
+		case err := <-startErr:
+			stop()
+			<-jobErr
 			return err
+		case <-childDone:
+			stop()
+			<-jobErr
+			return exitWith{rr.child.ExitCode()}
+		case sig := <-sigs:
+			switch {
+			case sig == rr.s.killSignal:
+				rr.logger.Info("stopping", "signal", sig)
+				stop()
+				return rr.finish(<-jobErr)
+			case sig == rr.s.reloadSignal && rr.o.env.Prefix == "":
+				rr.logger.Info("reloading the configuration", "signal", sig)
+				s, err := rr.o.setup(rr.cmd)
+				if err != nil {
+					rr.logger.Error("reload failed; the running configuration stays", "err", err)
+					goto wait
+				}
+				stop()
+				<-jobErr
+				rr.adopt(s)
+			default:
+				if rr.child != nil && rr.child.Running() {
+					_ = rr.child.Signal(sig.(syscall.Signal))
+				}
+				goto wait
+			}
 		}
 	}
+}
+
+// job is one run of the setup: the templates, started and reloaded with
+// the child after each pass, or envconsul mode.
+func (rr *renderRun) job(ctx context.Context, startErr chan<- error) error {
+	s, child := rr.s, rr.child
+	if rr.o.env.Prefix != "" {
+		return render.RunEnv(ctx, rr.src, rr.o.env, child, s.opts.Watch)
+	}
+	opts := s.opts
+	if child != nil {
+		opts.Once = false // the child runs on; render follows the data for it
+		opts.OnPass = func(complete bool, written []string) {
+			switch {
+			case !child.Running() && complete:
+				if err := child.Start(); err != nil {
+					startErr <- err
+				}
+			case child.Running() && len(written) > 0:
+				if err := child.Reload(); err != nil {
+					rr.logger.Error("reload child", "err", err)
+				}
+			}
+		}
+	}
+	return render.NewRunner(rr.src, s.targets, opts).Run(ctx)
+}
+
+// finish turns the job's end into render's: with a child, the child is
+// stopped and render exits with its code; a stop asked for by a signal is
+// a clean exit.
+func (rr *renderRun) finish(err error) error {
+	if rr.child != nil {
+		rr.child.Stop()
+		if (err == nil || errors.Is(err, context.Canceled)) && rr.child.Running() {
+			return exitWith{rr.child.ExitCode()}
+		}
+	}
+	if errors.Is(err, context.Canceled) {
+		return nil
+	}
+	return err
 }

@@ -173,24 +173,196 @@ func TestEnvModeRestartsChild(t *testing.T) {
 	}
 }
 
-// Configuration keys render reads but does not act on are named in a
-// warning, not silently accepted.
-func TestRenderWarnsOfIgnoredConfigKeys(t *testing.T) {
+// envconsul mode with -exec-reload-signal: a change sends the child the
+// signal instead of restarting it (envconsul never implemented this).
+func TestEnvModeSignalsChild(t *testing.T) {
+	srv := servertest.Start(t)
+	putKV(t, srv, "envsig/greeting", "hello")
+	dir := t.TempDir()
+	seen, stop := filepath.Join(dir, "seen"), filepath.Join(dir, "stop")
+	child := `echo "start $greeting" >> ` + seen + `; trap 'echo usr1 >> ` + seen + `' USR1; while [ ! -e ` + stop + ` ]; do sleep 0.02; done; exit 4`
+	codec := make(chan int, 1)
+	var stdout, stderr servertest.Buffer
+	go func() {
+		err := execute(context.Background(), []string{"env", "-http-addr", srv.HTTPAddr(), "-env-prefix", "envsig", "-exec", child, "-exec-reload-signal", "SIGUSR1"}, strings.NewReader(""), &stdout, &stderr)
+		codec <- exitCode(err, &stderr)
+	}()
+	servertest.Eventually(t, "the child started", func() bool { return readOrEmpty(seen) == "start hello\n" })
+	putKV(t, srv, "envsig/greeting", "bonjour")
+	servertest.Eventually(t, "the child signalled, not restarted", func() bool { return readOrEmpty(seen) == "start hello\nusr1\n" })
+	writeFile(t, dir, "stop", "")
+	select {
+	case code := <-codec:
+		if code != 4 {
+			t.Fatalf("kvx env exited %d, want the child's 4\n%s", code, stderr.String())
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatalf("kvx env did not exit with its child\n%s", stderr.String())
+	}
+}
+
+// err_on_failed_lookup (config file) and -err-on-failed-lookup: a key the
+// server says does not exist ends a long-running render at once with exit 1
+// naming the key and the template, instead of a wait.
+func TestRenderErrOnFailedLookup(t *testing.T) {
 	srv := servertest.Start(t)
 	putKV(t, srv, "k", "v")
 	dir := t.TempDir()
-	conf := writeFile(t, dir, "r.hcl", "kill_signal = \"SIGINT\"\nerr_on_failed_lookup = true\ntemplate {\n  contents = \"{{ key \\\"k\\\" }}\"\n  destination = \""+filepath.Join(dir, "out")+"\"\n}\n")
-	var stdout, stderr servertest.Buffer
-	err := execute(context.Background(), []string{"render", "-http-addr", srv.HTTPAddr(), "-once", "-config", conf}, strings.NewReader(""), &stdout, &stderr)
-	if code := exitCode(err, &stderr); code != 0 || readOrEmpty(filepath.Join(dir, "out")) != "v" {
-		t.Fatalf("exit %d, out %q: %s", code, readOrEmpty(filepath.Join(dir, "out")), stderr.String())
-	}
-	for _, k := range []string{"r.hcl: kill_signal", "r.hcl: err_on_failed_lookup"} {
-		if !strings.Contains(stderr.String(), k) {
-			t.Errorf("no warning naming %q in %q", k, stderr.String())
+	tmpl := writeFile(t, dir, "in.ctmpl", `{{ key "k" }} {{ key "not/there" }}`)
+	conf := writeFile(t, dir, "r.hcl", "err_on_failed_lookup = true\ntemplate {\n  source = \""+tmpl+"\"\n  destination = \""+filepath.Join(dir, "out")+"\"\n}\n")
+	for _, args := range [][]string{{"-config", conf}, {"-err-on-failed-lookup", "-template", tmpl + ":" + filepath.Join(dir, "out")}} {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		var stdout, stderr servertest.Buffer
+		err := execute(ctx, append([]string{"render", "-http-addr", srv.HTTPAddr()}, args...), strings.NewReader(""), &stdout, &stderr)
+		timedOut := ctx.Err() != nil
+		cancel()
+		if timedOut {
+			t.Fatalf("%q: render waited for the missing key instead of failing", args)
+		}
+		if code := exitCode(err, &stderr); code != 1 || !strings.Contains(stderr.String(), "no such key") || !strings.Contains(stderr.String(), tmpl+" needs kv.block(not/there)") {
+			t.Fatalf("%q: exit %d, stderr %q; want 1 naming the key and template", args, code, stderr.String())
+		}
+		if _, err := os.Stat(filepath.Join(dir, "out")); err == nil {
+			t.Fatalf("%q: a template with a failed lookup was written", args)
 		}
 	}
-	if strings.Contains(stderr.String(), "reload_signal") {
-		t.Errorf("warned of reload_signal, which the file does not set: %q", stderr.String())
+}
+
+// startRender starts the render binary with args and returns it with its
+// log; the test kills it if it is still running at the end.
+func startRender(t *testing.T, bin string, args ...string) (*exec.Cmd, *servertest.Buffer) {
+	t.Helper()
+	cmd := exec.Command(bin, args...)
+	log := &servertest.Buffer{}
+	cmd.Stderr = log
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	return cmd, log
+}
+
+// waitExit waits for cmd to exit and returns its code.
+func waitExit(t *testing.T, cmd *exec.Cmd, log *servertest.Buffer) int {
+	t.Helper()
+	errc := make(chan error, 1)
+	go func() { errc <- cmd.Wait() }()
+	select {
+	case err := <-errc:
+		if ee, ok := err.(*exec.ExitError); ok {
+			return ee.ExitCode()
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		return 0
+	case <-time.After(30 * time.Second):
+		t.Fatalf("process did not exit\n%s", log.String())
+		return -1
+	}
+}
+
+// The render process's own signals, from its config file: the reload
+// signal (SIGHUP by default) re-reads the templates; a configuration that
+// no longer loads is logged and the running one stays; kill_signal stops
+// render cleanly.
+func TestRenderProcessReloadAndKillSignals(t *testing.T) {
+	srv := servertest.Start(t)
+	bin := buildTool(t, "render")
+	putKV(t, srv, "name", "web")
+	dir := t.TempDir()
+	tmpl := writeFile(t, dir, "in.ctmpl", `v1 {{ key "name" }}`)
+	out := filepath.Join(dir, "out")
+	good := "kill_signal = \"SIGUSR1\"\ntemplate {\n  source = \"" + tmpl + "\"\n  destination = \"" + out + "\"\n}\n"
+	conf := writeFile(t, dir, "r.hcl", good)
+	cmd, log := startRender(t, bin, "-http-addr", srv.HTTPAddr(), "-config", conf)
+	servertest.Eventually(t, "the first render", func() bool { return readOrEmpty(out) == "v1 web" })
+
+	writeFile(t, dir, "in.ctmpl", `v2 {{ key "name" }}`)
+	if err := cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	servertest.Eventually(t, "the re-read template rendered", func() bool { return readOrEmpty(out) == "v2 web" })
+
+	writeFile(t, dir, "r.hcl", good+"template {\n  bogus = 1\n}\n")
+	if err := cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	servertest.Eventually(t, "the failed reload logged", func() bool {
+		return strings.Contains(log.String(), "reload failed") && strings.Contains(log.String(), "bogus")
+	})
+	putKV(t, srv, "name", "api")
+	servertest.Eventually(t, "the running configuration still rendering", func() bool { return readOrEmpty(out) == "v2 api" })
+
+	if err := cmd.Process.Signal(syscall.SIGUSR1); err != nil {
+		t.Fatal(err)
+	}
+	if code := waitExit(t, cmd, log); code != 0 {
+		t.Fatalf("render stopped by its kill signal exited %d\n%s", code, log.String())
+	}
+}
+
+// A long-running render process follows the catalog and KV: a check turning
+// critical re-renders without that instance; a change that rewrites two
+// templates sharing a command runs it once; a -check that refuses the new
+// file keeps the old one.
+func TestRenderProcessFollowsChecksAndCommands(t *testing.T) {
+	srv := servertest.Start(t)
+	bin := buildTool(t, "render")
+	for i, addr := range []string{"10.0.0.1", "10.0.0.2"} {
+		node := "n" + string(rune('1'+i))
+		if _, err := srv.Client.Catalog().Register(&consulapi.CatalogRegistration{
+			Node: node, Address: addr,
+			Service: &consulapi.AgentService{ID: "web", Service: "web", Port: 80},
+			Check:   &consulapi.AgentCheck{Node: node, CheckID: "web-http", Name: "http", Status: consulapi.HealthPassing, ServiceID: "web"},
+		}, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	putKV(t, srv, "gen", "1", "b", "ok")
+	dir := t.TempDir()
+	a := writeFile(t, dir, "a.ctmpl", `{{ key "gen" }}:{{ range service "web" }} {{ .Address }}{{ end }}`)
+	b := writeFile(t, dir, "b.ctmpl", `{{ key "gen" }}:{{ key "b" }}`)
+	outA, outB, ran := filepath.Join(dir, "a.out"), filepath.Join(dir, "b.out"), filepath.Join(dir, "ran")
+	command := "echo pass >> " + ran
+	conf := writeFile(t, dir, "r.hcl", `template {
+  source = "`+a+`"
+  destination = "`+outA+`"
+  command = "`+command+`"
+}
+template {
+  source = "`+b+`"
+  destination = "`+outB+`"
+  command = "`+command+`"
+  check = "! grep -q bad {{.Path}}"
+}
+`)
+	lines := func() int { return strings.Count(readOrEmpty(ran), "\n") }
+	_, log := startRender(t, bin, "-http-addr", srv.HTTPAddr(), "-config", conf)
+	servertest.Eventually(t, "the first pass", func() bool {
+		return readOrEmpty(outA) == "1: 10.0.0.1 10.0.0.2" && readOrEmpty(outB) == "1:ok" && lines() == 1
+	})
+
+	if _, err := srv.Client.Catalog().Register(&consulapi.CatalogRegistration{
+		Node: "n2", Address: "10.0.0.2",
+		Check: &consulapi.AgentCheck{Node: "n2", CheckID: "web-http", Name: "http", Status: consulapi.HealthCritical, ServiceID: "web"},
+	}, nil); err != nil {
+		t.Fatal(err)
+	}
+	servertest.Eventually(t, "the re-render without the critical instance", func() bool {
+		return readOrEmpty(outA) == "1: 10.0.0.1" && lines() == 2
+	})
+
+	putKV(t, srv, "gen", "2")
+	servertest.Eventually(t, "both templates rewritten by one change", func() bool {
+		return readOrEmpty(outA) == "2: 10.0.0.1" && readOrEmpty(outB) == "2:ok"
+	})
+	putKV(t, srv, "b", "bad")
+	servertest.Eventually(t, "the check's refusal logged", func() bool { return strings.Contains(log.String(), "check refused the new file") })
+	if got := readOrEmpty(outB); got != "2:ok" {
+		t.Fatalf("a file refused by its check replaced the old one: %q", got)
+	}
+	if got := readOrEmpty(ran); got != "pass\npass\npass\n" {
+		t.Fatalf("command runs %q: want one per pass that wrote a file (3)", got)
 	}
 }

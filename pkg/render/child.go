@@ -114,11 +114,21 @@ func (c *Child) log() *slog.Logger {
 }
 
 // Done is closed when the child exits on its own (not stopped or
-// restarted by render). Call it after Start.
+// restarted by render); never before it has started.
 func (c *Child) Done() <-chan struct{} {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if c.done == nil {
+		c.done = make(chan struct{})
+	}
 	return c.done
+}
+
+// Running reports whether the child has been started.
+func (c *Child) Running() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.cmd != nil
 }
 
 // ExitCode is the exited child's code (128+signal when killed by one).
@@ -128,7 +138,7 @@ func (c *Child) ExitCode() int {
 	return c.code
 }
 
-// Signal sends sig to the child's process group.
+// Signal sends sig to the child's process group (nothing before Start).
 func (c *Child) Signal(sig syscall.Signal) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()

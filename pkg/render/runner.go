@@ -38,6 +38,10 @@ type Target struct {
 type Options struct {
 	Once        bool          // render every template once, run the commands, return
 	OnceTimeout time.Duration // with Once: give up when data is still missing after this; default 10s
+	// ErrOnFailedLookup (consul-template's err_on_failed_lookup): a key()
+	// whose key the server says does not exist is an error at once, in
+	// both modes, instead of a wait for the key.
+	ErrOnFailedLookup bool
 	Dry         bool          // write outputs to Stdout instead of the destinations
 	Wait        Wait
 	MissingLog  time.Duration // long-running: log what a template still waits for this often; default 30s
@@ -52,15 +56,21 @@ type Options struct {
 	OnPass func(complete bool, written []string)
 }
 
-// MissingError lists, per template, the data a -once render never got.
+// MissingError lists, per template, the data a -once render never got, or
+// with ErrOnFailedLookup the keys found not to exist.
 type MissingError struct {
 	After   time.Duration
 	Missing map[string][]Dep // template name -> dependencies
+	Lookup  bool             // the dependencies were fetched and do not exist
 }
 
 func (e *MissingError) Error() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "data still missing after %s:", e.After)
+	if e.Lookup {
+		b.WriteString("lookup failed (err_on_failed_lookup), no such key:")
+	} else {
+		fmt.Fprintf(&b, "data still missing after %s:", e.After)
+	}
 	names := make([]string, 0, len(e.Missing))
 	for n := range e.Missing {
 		names = append(names, n)
@@ -73,6 +83,10 @@ func (e *MissingError) Error() string {
 	}
 	return b.String()
 }
+
+// firstAnswersWait bounds how long a pass waits for the dependencies still
+// awaiting their first answer once others have arrived.
+const firstAnswersWait = 2 * time.Second
 
 // ErrCheckFailed is wrapped by a -check that refused a staged file.
 var ErrCheckFailed = errors.New("check failed")
@@ -148,6 +162,9 @@ func (r *Runner) Run(ctx context.Context) error {
 		if len(res.errs) > 0 && r.o.Once {
 			return errors.Join(res.errs...)
 		}
+		if failed := r.failedLookups(res.missing); len(failed) > 0 {
+			return &MissingError{After: time.Since(start).Round(time.Millisecond), Missing: failed, Lookup: true}
+		}
 		if r.o.Once && len(res.missing) == 0 {
 			if r.o.Dry {
 				r.printDeps(res.used)
@@ -168,6 +185,7 @@ func (r *Runner) Run(ctx context.Context) error {
 			continue
 		case <-r.watcher.Changed():
 		}
+		r.watcher.Settled(ctx, firstAnswersWait)
 		if !r.settle(ctx, onceDeadline) {
 			if ctx.Err() != nil {
 				return ctx.Err()
@@ -210,6 +228,23 @@ func (r *Runner) settle(ctx context.Context, deadline <-chan time.Time) bool {
 			quiet.Stop()
 		}
 	}
+}
+
+// failedLookups returns, with ErrOnFailedLookup, the missing dependencies
+// the server answered do not exist.
+func (r *Runner) failedLookups(missing map[string][]Dep) map[string][]Dep {
+	if !r.o.ErrOnFailedLookup {
+		return nil
+	}
+	out := map[string][]Dep{}
+	for name, ds := range missing {
+		for _, d := range ds {
+			if r.watcher.Absent(d) {
+				out[name] = append(out[name], d)
+			}
+		}
+	}
+	return out
 }
 
 func (r *Runner) logMissing(missing map[string][]Dep) {

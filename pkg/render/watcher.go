@@ -69,9 +69,10 @@ type Watcher struct {
 	changed chan struct{} // a value changed (capacity 1: coalesced)
 	errs    chan error    // a fetch failed (latest per dependency logged)
 
-	mu    sync.Mutex
-	loops map[string]*depLoop
-	wg    sync.WaitGroup
+	mu     sync.Mutex
+	loops  map[string]*depLoop
+	absent map[string]bool // key() dependencies whose latest answer was "no such key"
+	wg     sync.WaitGroup
 
 	inFlight, peak atomic.Int64
 	queries        atomic.Int64
@@ -109,6 +110,32 @@ func NewWatcher(src Source, brain *Brain, o WatchOptions) *Watcher {
 		changed: make(chan struct{}, 1),
 		errs:    make(chan error, 16),
 		loops:   map[string]*depLoop{},
+		absent:  map[string]bool{},
+	}
+}
+
+// Absent reports whether d was fetched and found not to exist (a key()
+// whose key is missing): a lookup that failed, not one still in flight.
+func (w *Watcher) Absent(d Dep) bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.absent[d.String()]
+}
+
+// setAbsent records whether d's latest answer was "no such key"; the first
+// such answer counts as a change, so a runner that fails on failed lookups
+// sees it.
+func (w *Watcher) setAbsent(d Dep, absent bool) {
+	w.mu.Lock()
+	was := w.absent[d.String()]
+	if absent {
+		w.absent[d.String()] = true
+	} else {
+		delete(w.absent, d.String())
+	}
+	w.mu.Unlock()
+	if absent && !was {
+		w.notify()
 	}
 }
 
@@ -146,6 +173,7 @@ func (w *Watcher) Watch(ctx context.Context, deps []Dep) {
 		if _, ok := want[id]; !ok {
 			l.cancel()
 			delete(w.loops, id)
+			delete(w.absent, id)
 			w.brain.Forget(l.dep)
 		}
 	}
@@ -186,6 +214,17 @@ func (w *Watcher) firstFetched() {
 	if w.unfetched--; w.unfetched == 0 {
 		close(w.fetched)
 	}
+}
+
+// Settled returns once no dependency awaits its first answer, or after at
+// most limit (a dependency whose fetches keep failing must not hold back
+// the others' renders): a runner woken by the first answers waits for the
+// rest, so that a start-up renders every template in one pass and runs
+// their commands once.
+func (w *Watcher) Settled(ctx context.Context, limit time.Duration) {
+	ctx, cancel := context.WithTimeout(ctx, limit)
+	defer cancel()
+	_ = w.awaitFirstFetches(ctx)
 }
 
 // awaitFirstFetches returns once no loop awaits its first fetch.
@@ -264,15 +303,21 @@ func (w *Watcher) run(ctx context.Context, d Dep) {
 		}
 		if err != nil {
 			w.report(err)
-		} else if first {
-			first = false
-			w.firstFetched()
 		}
 		return f, f.Index, err
 	}
 	handle := func(_ context.Context, f Fetched, _ bool) error {
-		if d.Kind == KindKeyBlock && f.Value == nil {
-			return nil // key(): not answered until the key exists
+		if first { // counted once the answer is in the brain (or known absent)
+			defer func() {
+				first = false
+				w.firstFetched()
+			}()
+		}
+		if d.Kind == KindKeyBlock {
+			w.setAbsent(d, f.Value == nil)
+			if f.Value == nil {
+				return nil // key(): not answered until the key exists
+			}
 		}
 		if !f.KnownLeader && empty(f.Value) {
 			if old, ok := w.brain.Recall(d); ok && !empty(old) {
