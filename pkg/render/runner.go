@@ -29,9 +29,13 @@ type Target struct {
 	Timeout     time.Duration // for Command and Check; default 30s
 	File        atomicfile.Options
 	Backup      bool // keep the previous file as <destination>.bak
-	Wait        Wait // this template's own quiescence, when longer than the runner's
+	Wait        Wait // this template's own quiescence: its new output is written once it has not changed for Min (at most Max after it first changed)
 
-	used, missing []Dep // of the last execution
+	used, missing []Dep  // of the last execution
+	written       []byte // the output last written (or found already in place)
+	pending       []byte // with Wait: the new output being held
+	pendingFirst  time.Time
+	pendingLast   time.Time
 }
 
 // Options tune a Runner.
@@ -42,13 +46,13 @@ type Options struct {
 	// whose key the server says does not exist is an error at once, in
 	// both modes, instead of a wait for the key.
 	ErrOnFailedLookup bool
-	Dry         bool          // write outputs to Stdout instead of the destinations
-	Wait        Wait
-	MissingLog  time.Duration // long-running: log what a template still waits for this often; default 30s
-	Watch       WatchOptions
-	Stdout      io.Writer
-	Logger      *slog.Logger
-	Metrics     metrics.Sink
+	Dry               bool // write outputs to Stdout instead of the destinations
+	Wait              Wait
+	MissingLog        time.Duration // long-running: log what a template still waits for this often; default 30s
+	Watch             WatchOptions
+	Stdout            io.Writer
+	Logger            *slog.Logger
+	Metrics           metrics.Sink
 	// OnPass, if set, is called after each pass: complete when no template
 	// missed data, with the destinations written (the -exec supervisor
 	// starts its child after the first complete pass and reloads it when a
@@ -134,6 +138,7 @@ type passResult struct {
 	written  []string
 	commands []string
 	errs     []error
+	wake     time.Duration // a template's quiescence ends in this long (0: none held)
 }
 
 // Run renders until ctx is done, or with Once until every template has
@@ -152,8 +157,14 @@ func (r *Runner) Run(ctx context.Context) error {
 	missingLog := time.NewTicker(r.o.MissingLog)
 	defer missingLog.Stop()
 	var last passResult
+	var wake <-chan time.Time
 	for {
 		res := r.pass(ctx)
+		var wakeTimer *time.Timer
+		if res.wake > 0 {
+			wakeTimer = time.NewTimer(res.wake)
+			wake = wakeTimer.C
+		}
 		last = res
 		r.watcher.Watch(wctx, res.used)
 		if r.o.OnPass != nil {
@@ -172,21 +183,12 @@ func (r *Runner) Run(ctx context.Context) error {
 			return nil
 		}
 		// Wait for a change, then for the data to settle.
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-onceDeadline:
-			return &MissingError{After: time.Since(start).Round(time.Millisecond), Missing: last.missing}
-		case <-missingLog.C:
-			r.logMissing(last.missing)
-			continue
-		case err := <-r.watcher.Errors():
-			r.o.Logger.Warn("fetch failed", "err", err)
-			continue
-		case <-r.watcher.Changed():
+		err := r.await(ctx, onceDeadline, missingLog.C, wake, last.missing)
+		if wakeTimer != nil {
+			wakeTimer.Stop()
 		}
-		r.watcher.Settled(ctx, firstAnswersWait)
-		if !r.settle(ctx, onceDeadline) {
+		wake = nil
+		if err != nil {
 			if ctx.Err() != nil {
 				return ctx.Err()
 			}
@@ -195,13 +197,41 @@ func (r *Runner) Run(ctx context.Context) error {
 	}
 }
 
+// await waits for what starts the next pass: a change (then the first
+// answers and the quiescence window) or a template's own quiescence
+// ending; meanwhile it logs the missing data every tick of missingLog. It
+// returns an error when ctx or the -once deadline ended the wait.
+func (r *Runner) await(ctx context.Context, onceDeadline, missingLog, wake <-chan time.Time, missing map[string][]Dep) error {
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-onceDeadline:
+			return errOnceDeadline
+		case <-missingLog:
+			r.logMissing(missing)
+			continue
+		case <-wake:
+			return nil
+		case err := <-r.watcher.Errors():
+			r.o.Logger.Warn("fetch failed", "err", err)
+			continue
+		case <-r.watcher.Changed():
+		}
+		r.watcher.Settled(ctx, firstAnswersWait)
+		if !r.settle(ctx, onceDeadline) {
+			return errOnceDeadline
+		}
+		return nil
+	}
+}
+
+var errOnceDeadline = errors.New("-once deadline")
+
 // settle waits out the quiescence window; false when ctx or the -once
 // deadline ended it.
 func (r *Runner) settle(ctx context.Context, deadline <-chan time.Time) bool {
 	w := r.o.Wait
-	for _, t := range r.targets {
-		w.Min, w.Max = max(w.Min, t.Wait.Min), max(w.Max, t.Wait.Max)
-	}
 	if w.Min <= 0 {
 		return true
 	}
@@ -302,6 +332,12 @@ func (r *Runner) pass(ctx context.Context) passResult {
 			res.missing[t.Template.Name()] = out.Missing
 			continue
 		}
+		if d := r.hold(t, out.Output, time.Now()); d > 0 {
+			if res.wake == 0 || d < res.wake {
+				res.wake = d
+			}
+			continue
+		}
 		wrote, err := r.write(ctx, t, out.Output)
 		if err != nil {
 			if !errors.Is(err, ErrCheckFailed) { // a check failure is logged with its output
@@ -311,6 +347,7 @@ func (r *Runner) pass(ctx context.Context) passResult {
 			res.errs = append(res.errs, err)
 			continue
 		}
+		t.written = out.Output
 		if !wrote {
 			r.o.Metrics.Count("render.unchanged", 1)
 			continue
@@ -328,6 +365,36 @@ func (r *Runner) pass(ctx context.Context) passResult {
 	}
 	r.o.Metrics.Timing("render.pass", time.Since(begin))
 	return res
+}
+
+// hold applies t's own quiescence window to a new output: it returns how
+// long to wait before the output may be written (0: write it now). The
+// window restarts each time the output changes again, and ends at most
+// Max after the first change.
+func (r *Runner) hold(t *Target, out []byte, now time.Time) time.Duration {
+	if r.o.Once || r.o.Dry || t.Wait.Min <= 0 || bytes.Equal(out, t.written) {
+		t.pending, t.pendingFirst = nil, time.Time{}
+		return 0
+	}
+	if t.pendingFirst.IsZero() {
+		t.pendingFirst = now
+	}
+	if t.pending == nil || !bytes.Equal(out, t.pending) {
+		t.pending, t.pendingLast = out, now
+	}
+	maxWait := t.Wait.Max
+	if maxWait < t.Wait.Min {
+		maxWait = 4 * t.Wait.Min
+	}
+	due := t.pendingLast.Add(t.Wait.Min)
+	if hard := t.pendingFirst.Add(maxWait); hard.Before(due) {
+		due = hard
+	}
+	if d := due.Sub(now); d > 0 {
+		return d
+	}
+	t.pending, t.pendingFirst = nil, time.Time{}
+	return 0
 }
 
 // stillMissing returns the dependencies t's last execution missed that

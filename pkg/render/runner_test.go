@@ -173,3 +173,35 @@ func TestParseErrors(t *testing.T) {
 		}
 	}
 }
+
+// A template's own wait holds only that template: a change rewrites the
+// template without one at once while the one with an hour's window keeps
+// its old file; a short window ends and its file is written.
+func TestPerTemplateWait(t *testing.T) {
+	srv := servertest.Start(t)
+	put(t, srv.Client, "v", "1")
+	dir := t.TempDir()
+	now := target(t, "now", `{{ key "v" }}`, filepath.Join(dir, "now"))
+	hour := target(t, "hour", `{{ key "v" }}`, filepath.Join(dir, "hour"))
+	hour.Wait = Wait{Min: time.Hour, Max: time.Hour}
+	short := target(t, "short", `{{ key "v" }}`, filepath.Join(dir, "short"))
+	short.Wait = Wait{Min: 200 * time.Millisecond, Max: 400 * time.Millisecond}
+	if err := os.WriteFile(hour.Destination, []byte("1"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- NewRunner(sourceOf(srv.Client), []*Target{now, hour, short}, Options{}).Run(ctx)
+	}()
+	defer func() { cancel(); <-done }()
+	servertest.Eventually(t, "the first renders", func() bool {
+		return readFile(t, now.Destination) == "1" && readFile(t, short.Destination) == "1"
+	})
+	put(t, srv.Client, "v", "2")
+	servertest.Eventually(t, "the template without a wait rewritten", func() bool { return readFile(t, now.Destination) == "2" })
+	servertest.Eventually(t, "the short window ended", func() bool { return readFile(t, short.Destination) == "2" })
+	if got := readFile(t, hour.Destination); got != "1" {
+		t.Fatalf("the template with an hour's wait was rewritten to %q", got)
+	}
+}
