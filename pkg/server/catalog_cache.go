@@ -8,13 +8,17 @@ import (
 	"sync"
 )
 
-// answerCache shares the encoded answer of a query on one service among the
-// requests that ask it at the same index. When a service changes, every
-// watcher of it wakes at once and asks the same question: the first one
-// encodes the answer, the others copy its bytes. It is sound for the queries
-// whose index moves with every change to their answer: those on one service
-// (see state/catalog_write.go), whatever their filters, since the filters
-// read only what the service's index covers.
+// answerCache shares the encoded answer of a query among the requests that
+// ask it at the same index. When a key or a service changes, every watcher
+// of it wakes at once and asks the same question: the first one encodes the
+// answer, the others copy its bytes. It is sound for the queries whose index
+// moves with every change to their answer: a KV key or prefix (its index is
+// the highest ModifyIndex or tombstone index under it; a reap of tombstones,
+// which can take a prefix's index back to an older value with fewer
+// entries, changes the generation the answers are kept under), and a query
+// on one service (see state/catalog_write.go), whatever its filters, since
+// the filters read only what the service's index covers. Once ACLs filter
+// answers, the token's identity must be part of the key.
 type answerCache struct {
 	mu      sync.Mutex
 	entries map[string]*cachedAnswer
@@ -24,6 +28,7 @@ type answerCache struct {
 type cachedAnswer struct {
 	mu    sync.Mutex // held while the answer is encoded: the others wait for it
 	index uint64
+	gen   uint64
 	body  []byte
 	size  int // len(body) as the cache counts it; guarded by answerCache.mu
 }
@@ -48,9 +53,9 @@ func answerKey(r *http.Request) string {
 	return r.URL.Path + "?" + q.Encode()
 }
 
-// body returns the encoded answer for key at index, encoding it with build
-// only when no other request has done so for that index.
-func (c *answerCache) body(key string, index uint64, build func() (any, error)) ([]byte, error) {
+// body returns the encoded answer for key at index (and generation gen),
+// encoding it with build only when no other request has done so.
+func (c *answerCache) body(key string, index, gen uint64, build func() ([]byte, error)) ([]byte, error) {
 	c.mu.Lock()
 	if c.entries == nil {
 		c.entries = map[string]*cachedAnswer{}
@@ -71,16 +76,12 @@ func (c *answerCache) body(key string, index uint64, build func() (any, error)) 
 
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	if e.body != nil && e.index == index {
+	if e.body != nil && e.index == index && e.gen == gen {
 		return e.body, nil
 	}
-	v, err := build()
+	b, err := build()
 	if err != nil {
 		return nil, err
-	}
-	b, err := json.Marshal(v)
-	if err != nil {
-		return nil, fmt.Errorf("encode answer: %w", err)
 	}
 	c.mu.Lock()
 	if c.entries[key] == e { // not dropped meanwhile
@@ -88,6 +89,21 @@ func (c *answerCache) body(key string, index uint64, build func() (any, error)) 
 		e.size = len(b)
 	}
 	c.mu.Unlock()
-	e.index, e.body = index, b
+	e.index, e.gen, e.body = index, gen, b
 	return b, nil
+}
+
+// encodeJSON adapts a value-building answer to the cache.
+func encodeJSON(answer func() (any, error)) func() ([]byte, error) {
+	return func() ([]byte, error) {
+		v, err := answer()
+		if err != nil {
+			return nil, err
+		}
+		b, err := json.Marshal(v)
+		if err != nil {
+			return nil, fmt.Errorf("encode answer: %w", err)
+		}
+		return b, nil
+	}
 }

@@ -1,7 +1,6 @@
 package server
 
 import (
-	"encoding/json"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -129,12 +128,9 @@ func (s *Server) catalogRead(w http.ResponseWriter, r *http.Request, c *catalogQ
 	}
 	var body []byte
 	if c.shared && c.minIndex > 0 {
-		body, err = s.answers.body(answerKey(r), idx, answer)
+		body, err = s.answers.body(answerKey(r), idx, 0, encodeJSON(answer))
 	} else {
-		var v any
-		if v, err = answer(); err == nil {
-			body, err = json.Marshal(v)
-		}
+		body, err = encodeJSON(answer)()
 	}
 	if err != nil {
 		return err

@@ -43,6 +43,7 @@ func (s *Server) kvGet(w http.ResponseWriter, r *http.Request) error {
 		keys    []string
 		entries []*state.Entry
 		query   func(ws memdb.WatchSet, rt *state.ReadTxn) uint64
+		shape   = "get\x00" // what the answer is, for the answer cache
 	)
 	switch {
 	case has(q, "keys"):
@@ -50,11 +51,13 @@ func (s *Server) kvGet(w http.ResponseWriter, r *http.Request) error {
 		if sep == "" {
 			sep = q.Get("seperator") // Consul still accepts its old spelling
 		}
+		shape = "keys\x00" + sep + "\x00"
 		query = func(ws memdb.WatchSet, rt *state.ReadTxn) (idx uint64) {
 			idx, keys = rt.KVKeys(ws, key, sep)
 			return idx
 		}
 	case has(q, "recurse"):
+		shape = "recurse\x00"
 		query = func(ws memdb.WatchSet, rt *state.ReadTxn) (idx uint64) {
 			idx, entries = rt.KVList(ws, key)
 			return idx
@@ -69,30 +72,48 @@ func (s *Server) kvGet(w http.ResponseWriter, r *http.Request) error {
 			return idx
 		}
 	}
-	idx, err := s.blockingQuery(r, o, query)
+	var gen uint64 // the reap generation of the state the answer was read from
+	idx, err := s.blockingQuery(r, o, func(ws memdb.WatchSet, rt *state.ReadTxn) uint64 {
+		gen = rt.ReapIndex()
+		return query(ws, rt)
+	})
 	if err != nil {
 		return err
 	}
 	s.setMeta(w, idx, true)
+	var build func() ([]byte, error)
 	switch {
 	case len(keys) > 0:
-		b := []byte{'['}
-		for i, k := range keys {
-			if i > 0 {
-				b = append(b, ',')
+		build = func() ([]byte, error) {
+			b := []byte{'['}
+			for i, k := range keys {
+				if i > 0 {
+					b = append(b, ',')
+				}
+				b = appendJSONString(b, k)
 			}
-			b = appendJSONString(b, k)
+			return append(b, ']'), nil
 		}
-		writeRawJSON(w, http.StatusOK, append(b, ']'))
 	case len(entries) == 0:
 		w.WriteHeader(http.StatusNotFound) // Consul 1.22 answers an empty ?keys with 404 too
+		return nil
 	case has(q, "raw") && !has(q, "recurse"):
 		w.Header()["Content-Type"] = []string{"text/plain; charset=utf-8"}
 		w.Header()["X-Content-Type-Options"] = []string{"nosniff"}
 		writeBody(w, http.StatusOK, entries[0].Value)
+		return nil
 	default:
-		writeRawJSON(w, http.StatusOK, appendEntries(make([]byte, 0, entriesSize(entries)), entries))
+		build = func() ([]byte, error) {
+			return appendEntries(make([]byte, 0, entriesSize(entries)), entries), nil
+		}
 	}
+	// The watchers of a key wake together and ask the same question at the
+	// same index: the first encodes the answer, the others share its bytes.
+	body, err := s.answers.body("/v1/kv\x00"+shape+key, idx, gen, build)
+	if err != nil {
+		return err
+	}
+	writeRawJSON(w, http.StatusOK, body)
 	return nil
 }
 

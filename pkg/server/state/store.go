@@ -210,6 +210,17 @@ func (r *ReadTxn) KVKeys(ws memdb.WatchSet, prefix, sep string) (uint64, []strin
 	return r.prefixIndex(ws, prefix, max), out
 }
 
+// indexReaped names the index entry of the last reap of tombstones.
+const indexReaped = "tombstones_reaped"
+
+// ReapIndex is the index of the last reap of tombstones (0: none). An
+// answer read at a KV index is the same for every read that sees the same
+// KV index and ReapIndex: only a reap can take a prefix's index back.
+func (r *ReadTxn) ReapIndex() uint64 {
+	v, _ := r.ownIndex(nil, indexReaped)
+	return v
+}
+
 // Tombstones returns every tombstone, in key order.
 func (r *ReadTxn) Tombstones() []*Tombstone {
 	var out []*Tombstone

@@ -69,6 +69,7 @@ type WriteTxn struct {
 	index uint64
 	kvs   uint64 // index of the last change to the kvs table, 0 for none
 	tombs uint64 // index of the last change to the tombstones table
+	reap  uint64 // index of a reap of tombstones in this transaction
 }
 
 // Write opens a write transaction. Only one may be open at a time.
@@ -88,6 +89,9 @@ func (w *WriteTxn) Commit() {
 	}
 	if w.tombs != 0 {
 		w.setIndex(tableTombstones, w.tombs)
+	}
+	if w.reap != 0 {
+		w.setIndex(indexReaped, w.reap)
 	}
 	w.txn.Commit()
 }
@@ -217,7 +221,7 @@ func (w *WriteTxn) ReapTombstones(index uint64) int {
 		}
 	}
 	if len(doomed) > 0 {
-		w.tombs = w.index
+		w.tombs, w.reap = w.index, w.index
 	}
 	return len(doomed)
 }
