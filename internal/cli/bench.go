@@ -75,12 +75,15 @@ against any Consul-compatible address.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			o.Token = os.Getenv("CONSUL_HTTP_TOKEN")
-			rounds, err := bench.RunFanout(cmd.Context(), o)
+			rounds, srv, err := bench.RunFanoutServer(cmd.Context(), o)
 			for _, r := range rounds {
 				fmt.Fprintln(cmd.OutOrStdout(), r)
 			}
 			if len(rounds) > 1 {
 				fmt.Fprintln(cmd.OutOrStdout(), bench.Pooled(rounds))
+			}
+			if err == nil && o.ServerPID > 0 {
+				fmt.Fprintln(cmd.OutOrStdout(), srv)
 			}
 			if err == nil {
 				for _, r := range rounds {
@@ -103,6 +106,8 @@ against any Consul-compatible address.`,
 	f.DurationVar(&o.AckJitter, "ack-jitter", time.Second, "spread each node's acknowledgement over a random delay up to this, as kvx out --watch does")
 	f.StringVar(&o.Dir, "dir", "", "where the nodes write their files (default: a temp dir in /dev/shm if present, else in $TMPDIR; removed after)")
 	f.StringVar(&o.Prefix, "prefix", "", "KV prefix (default kvx)")
+	f.StringVar(&o.Client, "client", "kvx", "how nodes follow the file: kvx (kvx out --watch's code) or consul (blocking GET on the checksum, then a JSON GET of the data, as kvexpress and consul-template do; no acknowledgements)")
+	f.IntVar(&o.ServerPID, "server-pid", 0, "the server's process id, on this machine: print its CPU time per delivery and its RSS over the measured rounds (Linux)")
 	return cmd
 }
 

@@ -12,6 +12,7 @@ import (
 
 	consulapi "github.com/hashicorp/consul/api"
 
+	"github.com/kvxproject/kvx/pkg/checksum"
 	"github.com/kvxproject/kvx/pkg/client"
 	"github.com/kvxproject/kvx/pkg/transport"
 	"github.com/kvxproject/kvx/pkg/watch"
@@ -31,6 +32,35 @@ type FanoutOptions struct {
 	Ack     bool          // nodes acknowledge, as kvx out does
 	// AckJitter spreads the acknowledgements, as kvx out --watch does.
 	AckJitter time.Duration
+	// Client is how the nodes follow the file: "kvx" (the kvx out --watch
+	// code) or "consul" (what the Consul clients fleets run do: a blocking
+	// GET on the checksum key, then a GET of the data as JSON, verified
+	// against the checksum; no acknowledgement).
+	Client string
+	// ServerPID, when set, is the server's process on this machine: its CPU
+	// time and resident set over the measured rounds are reported.
+	ServerPID int
+}
+
+// FanoutServer is what the server spent over the measured rounds.
+type FanoutServer struct {
+	CPU        time.Duration // user + system time over the measured rounds
+	Deliveries int
+	RSSPeak    uint64
+	RSSEnd     uint64
+}
+
+// PerDelivery is the server's CPU time per delivery.
+func (s FanoutServer) PerDelivery() time.Duration {
+	if s.Deliveries == 0 {
+		return 0
+	}
+	return s.CPU / time.Duration(s.Deliveries)
+}
+
+func (s FanoutServer) String() string {
+	return fmt.Sprintf("server: CPU %v per delivery (%v over %d deliveries), RSS peak %.0f MB, end %.0f MB",
+		s.PerDelivery().Round(time.Microsecond), s.CPU.Round(time.Millisecond), s.Deliveries, float64(s.RSSPeak)/1e6, float64(s.RSSEnd)/1e6)
 }
 
 // FanoutRound is what one push measured: from the start of the push to each
@@ -80,11 +110,24 @@ type fanNode struct {
 // pushes a file of o.Size bytes o.Rounds times, and measures how long each
 // node took. A warm-up push first makes every node hold a file.
 func RunFanout(ctx context.Context, o FanoutOptions) ([]FanoutRound, error) {
+	rounds, _, err := RunFanoutServer(ctx, o)
+	return rounds, err
+}
+
+// RunFanoutServer is RunFanout that also reports, with o.ServerPID, what
+// the server spent over the measured rounds.
+func RunFanoutServer(ctx context.Context, o FanoutOptions) ([]FanoutRound, FanoutServer, error) {
+	var srv FanoutServer
 	switch {
 	case o.Addr == "":
-		return nil, errors.New("bench: an address is required")
+		return nil, srv, errors.New("bench: an address is required")
 	case o.Nodes <= 0 || o.Rounds <= 0 || o.Size <= 0:
-		return nil, fmt.Errorf("bench: nodes %d, rounds %d, size %d must all be positive", o.Nodes, o.Rounds, o.Size)
+		return nil, srv, fmt.Errorf("bench: nodes %d, rounds %d, size %d must all be positive", o.Nodes, o.Rounds, o.Size)
+	case o.Client != "" && o.Client != "kvx" && o.Client != "consul":
+		return nil, srv, fmt.Errorf("bench: client %q: want kvx or consul", o.Client)
+	}
+	if o.Client == "consul" {
+		o.Ack = false // the Consul clients acknowledge nothing
 	}
 	if o.Timeout <= 0 {
 		o.Timeout = 30 * time.Second
@@ -102,7 +145,7 @@ func RunFanout(ctx context.Context, o FanoutOptions) ([]FanoutRound, error) {
 		}
 		dir, err := os.MkdirTemp(base, "kvx-fanout-")
 		if err != nil {
-			return nil, err
+			return nil, srv, err
 		}
 		defer os.RemoveAll(dir)
 		o.Dir = dir
@@ -116,7 +159,7 @@ func RunFanout(ctx context.Context, o FanoutOptions) ([]FanoutRound, error) {
 	}
 	pusher, err := newClient("bench-pusher")
 	if err != nil {
-		return nil, err
+		return nil, srv, err
 	}
 	defer cleanupFanout(pusher, o)
 
@@ -127,12 +170,36 @@ func RunFanout(ctx context.Context, o FanoutOptions) ([]FanoutRound, error) {
 	defer wg.Wait()
 	defer cancel()
 	wo := watch.Options{MinBackoff: 50 * time.Millisecond, MaxBackoff: time.Second}
+	prefix := o.Prefix
+	if prefix == "" {
+		prefix = transport.DefaultPrefix
+	}
+	layout, err := transport.NewLayout(prefix, o.Key)
+	if err != nil {
+		return nil, srv, err
+	}
+	var (
+		cpuStart time.Duration
+		rss      rssSampler
+	)
 	for i := range nodes {
 		n := &fanNode{written: map[string]time.Time{}}
 		nodes[i] = n
+		if o.Client == "consul" {
+			c, err := client.New(client.Options{Address: o.Addr, Token: o.Token})
+			if err != nil {
+				return nil, srv, err
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				followAsConsulClient(ctx, c.KV(), layout, n)
+			}()
+			continue
+		}
 		c, err := newClient(fmt.Sprintf("bench-%05d", i))
 		if err != nil {
-			return nil, err
+			return nil, srv, err
 		}
 		do := transport.DeliverOptions{Key: o.Key, Path: filepath.Join(o.Dir, fmt.Sprintf("node-%05d", i), "file"), NoAck: !o.Ack, AckJitter: o.AckJitter}
 		wg.Add(1)
@@ -159,17 +226,23 @@ func RunFanout(ctx context.Context, o FanoutOptions) ([]FanoutRound, error) {
 		// the harness, not delivery, since real nodes each collect their
 		// own small heap. Collect now, between rounds.
 		runtime.GC()
+		if r == 1 && o.ServerPID > 0 {
+			if cpuStart, err = readCPU(o.ServerPID); err != nil {
+				return out, srv, err
+			}
+			rss.start(o.ServerPID, 50*time.Millisecond)
+		}
 		content := fanoutContent(o.Size, r)
 		start := time.Now()
 		res, err := pusher.Push(ctx, transport.PushOptions{Key: o.Key, Content: content})
 		pushed := time.Since(start)
 		if err != nil {
-			return out, fmt.Errorf("bench: push round %d: %w", r, err)
+			return out, srv, fmt.Errorf("bench: push round %d: %w", r, err)
 		}
 		lats := waitDelivered(ctx, nodes, res.Checksum, start, o.Timeout)
 		if r == 0 {
 			if len(lats) != o.Nodes {
-				return out, fmt.Errorf("bench: warm-up: only %d of %d nodes got the file within %v", len(lats), o.Nodes, o.Timeout)
+				return out, srv, fmt.Errorf("bench: warm-up: only %d of %d nodes got the file within %v", len(lats), o.Nodes, o.Timeout)
 			}
 			continue // the warm-up push is not measured
 		}
@@ -179,8 +252,19 @@ func RunFanout(ctx context.Context, o FanoutOptions) ([]FanoutRound, error) {
 			fr.First = lats[0] // sorted by percentiles
 		}
 		out = append(out, fr)
+		srv.Deliveries += len(lats)
 	}
-	return out, nil
+	// The last round's acknowledgements are the server's work too.
+	time.Sleep(o.AckJitter + 250*time.Millisecond)
+	if o.ServerPID > 0 {
+		cpu, err := readCPU(o.ServerPID)
+		if err != nil {
+			return out, srv, err
+		}
+		srv.CPU = cpu - cpuStart
+		srv.RSSPeak, srv.RSSEnd = rss.stop()
+	}
+	return out, srv, nil
 }
 
 // waitDelivered polls until every node has the checksum or the timeout
@@ -200,6 +284,34 @@ func waitDelivered(ctx context.Context, nodes []*fanNode, sum string, start time
 			return lats
 		}
 		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// followAsConsulClient follows the file as the Consul clients fleets run
+// do (kvexpress, consul-template, envconsul): a blocking GET on the
+// checksum key; when it changes, a GET of the data (JSON, base64), whose
+// SHA-256 must be the checksum. A verified version counts as delivered.
+func followAsConsulClient(ctx context.Context, kv *consulapi.KV, l transport.Layout, n *fanNode) {
+	var index uint64
+	for ctx.Err() == nil {
+		sum, meta, err := kv.Get(l.Checksum(), (&consulapi.QueryOptions{WaitIndex: index, WaitTime: time.Minute}).WithContext(ctx))
+		if err != nil {
+			time.Sleep(50 * time.Millisecond)
+			continue
+		}
+		if meta.LastIndex == index || sum == nil {
+			index = meta.LastIndex
+			continue
+		}
+		data, _, err := kv.Get(l.Data(), (&consulapi.QueryOptions{}).WithContext(ctx))
+		if err != nil || data == nil || checksum.Of(data.Value) != string(sum.Value) {
+			time.Sleep(50 * time.Millisecond)
+			continue // asked again: the index is not taken
+		}
+		index = meta.LastIndex
+		n.mu.Lock()
+		n.written[string(sum.Value)] = time.Now()
+		n.mu.Unlock()
 	}
 }
 

@@ -75,3 +75,35 @@ func (s *rssSampler) stop() (peak, end uint64) {
 	s.wg.Wait()
 	return s.peak, s.end
 }
+
+// clockTicks is the kernel's USER_HZ, the unit of /proc/PID/stat's times
+// (100 on every Linux architecture Go supports).
+const clockTicks = 100
+
+// readCPU returns the CPU time (user + system) a process has used, from
+// /proc/PID/stat. Linux only.
+func readCPU(pid int) (time.Duration, error) {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return 0, fmt.Errorf("read CPU time: %w", err)
+	}
+	// The command name (field 2) is in parentheses and may hold spaces:
+	// the fields counted from after its closing parenthesis.
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return 0, fmt.Errorf("read CPU time: /proc/%d/stat has no command name", pid)
+	}
+	f := bytes.Fields(b[i+1:]) // f[0] is field 3 (state): utime is field 14, stime 15
+	if len(f) < 13 {
+		return 0, fmt.Errorf("read CPU time: /proc/%d/stat has %d fields", pid, len(f)+2)
+	}
+	var ticks uint64
+	for _, s := range f[11:13] {
+		n, err := strconv.ParseUint(string(s), 10, 64)
+		if err != nil {
+			return 0, fmt.Errorf("read CPU time: /proc/%d/stat: %w", pid, err)
+		}
+		ticks += n
+	}
+	return time.Duration(ticks) * time.Second / clockTicks, nil
+}
