@@ -68,3 +68,6 @@ func WriteMembers(w http.ResponseWriter, ms []Member) {
 	}
 	writeJSON(w, http.StatusOK, out)
 }
+
+// WriteJSON answers with v as JSON, with its length.
+func WriteJSON(w http.ResponseWriter, v any) { writeJSON(w, http.StatusOK, v) }

@@ -430,3 +430,6 @@ func (s *State) reap(ctx context.Context) {
 		}
 	}
 }
+
+// NodeID is the ID of the node this state is the agent of.
+func (s *State) NodeID() string { return s.opts.Node.ID }
