@@ -113,11 +113,13 @@ func New(opts Options) (*Agent, error) {
 		addr = outboundAddr(opts.Join[0])
 	}
 	a := &Agent{opts: opts, log: opts.Logger, srv: srv, dc: "dc1", httpAddr: make(chan string, 1)}
+	// The datacenter is the servers'; learnDatacenter asks them.
 	a.state = local.New(local.Options{
 		Node: local.Node{ID: id, Node: opts.NodeName, Address: addr,
 			TaggedAddresses: map[string]string{"lan": addr, "lan_ipv4": addr, "wan": addr, "wan_ipv4": addr},
 			Meta:            map[string]string{"consul-version": opts.Version, "consul-network-segment": ""}},
 		ManageNode:         true,
+		Datacenter:         "dc1",
 		Catalog:            catalog{srv},
 		EnableScriptChecks: opts.EnableScriptChecks,
 		SyncInterval:       opts.SyncInterval,
@@ -271,6 +273,7 @@ func (a *Agent) learnDatacenter(ctx context.Context) {
 				a.dcMu.Lock()
 				a.dc = dc
 				a.dcMu.Unlock()
+				a.state.SetDatacenter(dc)
 				return
 			}
 		}

@@ -152,7 +152,7 @@ type agentServiceJSON struct {
 
 func (s *State) serviceJSON(sv *Service) *agentServiceJSON {
 	out := &agentServiceJSON{ID: sv.ID, Service: sv.Service, Tags: sv.Tags, Meta: sv.Meta, Port: sv.Port,
-		Address: sv.Address, Weights: sv.Weights, EnableTagOverride: sv.EnableTagOverride, Datacenter: s.opts.Datacenter}
+		Address: sv.Address, Weights: sv.Weights, EnableTagOverride: sv.EnableTagOverride, Datacenter: s.datacenter()}
 	if out.Tags == nil {
 		out.Tags = []string{}
 	}

@@ -138,7 +138,7 @@ func (s *State) applyChecks() error {
 // validCheck refuses what this agent cannot run.
 func (s *State) validCheck(c *config.Check) error {
 	if c.Kind() == config.KindScript && !s.opts.EnableScriptChecks {
-		return fmt.Errorf("%w: Scripts are disabled on this agent; to enable, configure 'enable_script_checks' or 'enable_local_script_checks' to true", ErrInvalid)
+		return fmt.Errorf("%w: script checks are disabled on this agent; enable them with -enable-script-checks", ErrInvalid)
 	}
 	if c.Kind() == "" {
 		return fmt.Errorf("%w: check %q needs one of args, http, tcp, grpc or ttl", ErrInvalid, c.ID)
@@ -429,6 +429,19 @@ func (s *State) reap(ctx context.Context) {
 			}
 		}
 	}
+}
+
+// SetDatacenter sets the datacenter /v1/agent/services shows.
+func (s *State) SetDatacenter(dc string) {
+	s.mu.Lock()
+	s.opts.Datacenter = dc
+	s.mu.Unlock()
+}
+
+func (s *State) datacenter() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.opts.Datacenter
 }
 
 // NodeID is the ID of the node this state is the agent of.
