@@ -161,3 +161,19 @@ func TestAgentValidate(t *testing.T) {
 		t.Fatalf("validate a bad dir: code %d, stderr %q", code, errb.String())
 	}
 }
+
+// kvx demo registers its simulated nodes' web services, passing.
+func TestDemoRegistersServices(t *testing.T) {
+	srv := servertest.Start(t)
+	var out strings.Builder
+	if err := demoCatalog(t.Context(), &out, srv.HTTPAddr(), 7); err != nil {
+		t.Fatal(err)
+	}
+	if n := passingCount(srv.Client, "web"); n != 7 || !strings.Contains(out.String(), "has 7 instances") {
+		t.Fatalf("web ?passing = %d; output %q", n, out.String())
+	}
+	node, _, err := srv.Client.Catalog().Node("node-003", nil)
+	if err != nil || node == nil || node.Node.Address != "10.0.0.4" {
+		t.Fatalf("node-003 = %+v, %v", node, err)
+	}
+}
