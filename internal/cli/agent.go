@@ -40,7 +40,7 @@ checks -config-dir and exits.`,
 	f.StringVar(&o.ConfigDir, "config-dir", "", "directory of service and check definitions (*.json, Consul's agent format)")
 	f.StringVar(&o.HTTPAddr, "http-addr", agent.DefaultHTTPAddr, "address of the agent's HTTP API")
 	f.StringVar(&o.Advertise, "advertise", "", "the node's address in the catalog (default: the local address that reaches the first -join server)")
-	f.StringVar(&o.DataDir, "data-dir", "", "directory that keeps the node's ID across restarts (default: an ID derived from the node name)")
+	f.StringVar(&o.DataDir, "data-dir", "", "directory that keeps the node's ID and its API registrations across restarts (default: an ID derived from the node name; API registrations end with the agent)")
 	f.BoolVar(&o.EnableScriptChecks, "enable-script-checks", false, "allow checks that run a program (args), from files and the API")
 	f.BoolVar(&o.LeaveOnTerminate, "leave-on-terminate", true, "on SIGTERM or SIGINT, remove the node from the catalog")
 	f.DurationVar(&o.SyncInterval, "sync-interval", agent.DefaultSyncInterval, "full sync with the catalog this often (±25% jitter), putting back what was removed behind the agent's back")

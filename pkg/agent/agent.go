@@ -3,6 +3,7 @@ package agent
 import (
 	"context"
 	"crypto/sha256"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -19,6 +20,7 @@ import (
 
 	"github.com/kvxproject/kvx/pkg/agent/config"
 	"github.com/kvxproject/kvx/pkg/agent/local"
+	"github.com/kvxproject/kvx/pkg/atomicfile"
 )
 
 // Defaults.
@@ -125,6 +127,7 @@ func New(opts Options) (*Agent, error) {
 		SyncInterval:       opts.SyncInterval,
 		MinCheckInterval:   opts.MinCheckInterval,
 		Logger:             opts.Logger,
+		OnRegistered:       a.persist,
 	})
 	if defs != nil {
 		a.warn(defs)
@@ -132,8 +135,51 @@ func New(opts Options) (*Agent, error) {
 			return nil, err
 		}
 	}
+	if err := a.restore(); err != nil {
+		return nil, err
+	}
 	a.Listen(&httpListener{a: a})
 	return a, nil
+}
+
+// registeredFile keeps, in the data dir, the services and checks
+// registered through the API, which a restart registers again (as
+// Consul's agent does).
+const registeredFile = "registered.json"
+
+func (a *Agent) persist(r local.Registered) {
+	if a.opts.DataDir == "" {
+		return
+	}
+	b, err := json.MarshalIndent(r, "", "  ")
+	if err == nil {
+		err = atomicfile.Replace(filepath.Join(a.opts.DataDir, registeredFile), b, atomicfile.Options{Mode: 0o600})
+	}
+	if err != nil {
+		a.log.Warn("keep the API registrations in the data dir", "err", err)
+	}
+}
+
+func (a *Agent) restore() error {
+	if a.opts.DataDir == "" {
+		return nil
+	}
+	path := filepath.Join(a.opts.DataDir, registeredFile)
+	b, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("data dir: %w", err)
+	}
+	var r local.Registered
+	if err := json.Unmarshal(b, &r); err != nil {
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	for _, err := range a.state.Restore(r) {
+		a.log.Warn("an API registration kept in the data dir is not registered again", "err", err)
+	}
+	return nil
 }
 
 func (a *Agent) warn(defs *config.Definitions) {

@@ -26,7 +26,7 @@ func TestConfigDirChecksReachTheCatalog(t *testing.T) {
 	web := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprint(w, "web ok")
 	}))
-	defer web.Close()
+	t.Cleanup(web.Close) // after the agent stops (cleanups run last-in first-out)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -106,7 +106,7 @@ func TestCriticalCheckLeavesPassing(t *testing.T) {
 			w.WriteHeader(http.StatusServiceUnavailable)
 		}
 	}))
-	defer web.Close()
+	t.Cleanup(web.Close)
 	dir := t.TempDir()
 	writeFile(t, dir, "web.json", `{"service": {"name": "web", "port": 80, "check": {"http": "`+web.URL+`", "interval": "50ms"}}}`)
 	startAgent(t, []string{srv.HTTPAddr()}, func(o *agent.Options) { o.ConfigDir = dir })
@@ -328,3 +328,38 @@ func TestMembersAndLeave(t *testing.T) {
 }
 
 var _ = context.Background
+
+// With a data dir, what was registered through the API is registered again
+// after a restart, and the node keeps its ID.
+func TestDataDirKeepsAPIRegistrations(t *testing.T) {
+	srv := startServer(t)
+	dataDir := t.TempDir()
+	withDir := func(o *agent.Options) { o.DataDir = dataDir }
+	a := startAgent(t, []string{srv.HTTPAddr()}, withDir)
+	if err := a.c.Agent().ServiceRegister(&consulapi.AgentServiceRegistration{ID: "api-1", Name: "api", Port: 9,
+		Check: &consulapi.AgentServiceCheck{TTL: "1h", Status: "passing"}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.c.Agent().CheckRegister(&consulapi.AgentCheckRegistration{Name: "node-ttl",
+		AgentServiceCheck: consulapi.AgentServiceCheck{TTL: "1h"}}); err != nil {
+		t.Fatal(err)
+	}
+	n1, _, err := srv.Client.Catalog().Node("agent-1", nil)
+	if err != nil || n1 == nil {
+		t.Fatal(n1, err)
+	}
+	a.stop()
+	b := startAgent(t, []string{srv.HTTPAddr()}, withDir)
+	svcs, err := b.c.Agent().Services()
+	if err != nil || svcs["api-1"] == nil {
+		t.Fatalf("services after a restart = %v, %v", svcs, err)
+	}
+	checks, err := b.c.Agent().Checks()
+	if err != nil || checks["service:api-1"] == nil || checks["node-ttl"] == nil {
+		t.Fatalf("checks after a restart = %v, %v", checks, err)
+	}
+	servertest.Eventually(t, "api-1 in the catalog with the same node ID", func() bool {
+		n, _, err := srv.Client.Catalog().Node("agent-1", nil)
+		return err == nil && n != nil && n.Services["api-1"] != nil && n.Node.ID == n1.Node.ID
+	})
+}

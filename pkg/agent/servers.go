@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"sync/atomic"
+	"time"
 
 	consulapi "github.com/hashicorp/consul/api"
 
@@ -106,8 +107,11 @@ func (c catalog) Register(ctx context.Context, r *local.Registration) error {
 			Port: sv.Port, Weights: w, EnableTagOverride: sv.EnableTagOverride}
 	}
 	for _, ck := range r.Checks {
-		reg.Checks = append(reg.Checks, &consulapi.HealthCheck{Node: r.Node.Node, CheckID: ck.CheckID, Name: ck.Name,
-			Status: ck.Status, Notes: ck.Notes, Output: ck.Output, ServiceID: ck.ServiceID, Type: ck.Type})
+		hc := &consulapi.HealthCheck{Node: r.Node.Node, CheckID: ck.CheckID, Name: ck.Name,
+			Status: ck.Status, Notes: ck.Notes, Output: ck.Output, ServiceID: ck.ServiceID, Type: ck.Type}
+		hc.Definition.IntervalDuration, _ = time.ParseDuration(ck.Interval)
+		hc.Definition.TimeoutDuration, _ = time.ParseDuration(ck.Timeout)
+		reg.Checks = append(reg.Checks, hc)
 	}
 	return c.srv.do(ctx, func(cl *consulapi.Client) error {
 		_, err := cl.Catalog().Register(reg, (&consulapi.WriteOptions{}).WithContext(ctx))

@@ -39,6 +39,9 @@ type Options struct {
 	// MinCheckInterval is the shortest check interval (0: 1s, Consul's).
 	MinCheckInterval time.Duration
 	Logger           *slog.Logger
+	// OnRegistered, if set, is called after every change of what was
+	// registered through the API (see Registered), one call at a time.
+	OnRegistered func(Registered)
 }
 
 type source int
@@ -64,7 +67,8 @@ type State struct {
 	log  *slog.Logger
 	mgr  *checks.Manager
 
-	opMu sync.Mutex // serializes changes: they end in mgr.Replace
+	opMu   sync.Mutex // serializes changes: they end in mgr.Replace
+	hookMu sync.Mutex // serializes OnRegistered calls
 	mu   sync.Mutex // guards the maps
 	svcs map[string]*serviceEntry
 	chks map[string]*checkEntry
@@ -149,7 +153,21 @@ func (s *State) validCheck(c *config.Check) error {
 // AddService registers (or replaces) a service and its own checks: the
 // service's previous checks go.
 func (s *State) AddService(svc Service, own []config.Check) error {
-	return s.addService(svc, own, fromAPI)
+	err := s.addService(svc, own, fromAPI)
+	if err == nil {
+		s.registeredChanged()
+	}
+	return err
+}
+
+// registeredChanged calls OnRegistered.
+func (s *State) registeredChanged() {
+	if s.opts.OnRegistered == nil {
+		return
+	}
+	s.hookMu.Lock()
+	defer s.hookMu.Unlock()
+	s.opts.OnRegistered(s.Registered())
 }
 
 func (s *State) addService(svc Service, own []config.Check, src source) error {
@@ -190,6 +208,7 @@ func (s *State) RemoveService(id string) error {
 	s.mu.Unlock()
 	err := s.applyChecks()
 	s.changed()
+	defer s.registeredChanged()
 	return err
 }
 
@@ -221,6 +240,7 @@ func (s *State) AddCheck(c config.Check) error {
 	s.mu.Unlock()
 	err := s.applyChecks()
 	s.changed()
+	defer s.registeredChanged()
 	return err
 }
 
@@ -239,6 +259,7 @@ func (s *State) RemoveCheck(id string) error {
 	s.mu.Unlock()
 	err := s.applyChecks()
 	s.changed()
+	defer s.registeredChanged()
 	return err
 }
 
@@ -446,3 +467,63 @@ func (s *State) datacenter() string {
 
 // NodeID is the ID of the node this state is the agent of.
 func (s *State) NodeID() string { return s.opts.Node.ID }
+
+// Registered is what was registered through the API (not from files and
+// not maintenance): what an agent with a data dir keeps across restarts.
+type Registered struct {
+	Services []RegisteredService
+	Checks   []config.Check // checks registered alone
+}
+
+// RegisteredService is a service registered through the API, with its
+// own checks.
+type RegisteredService struct {
+	Service Service
+	Checks  []config.Check
+}
+
+// Registered returns what was registered through the API, in ID order.
+func (s *State) Registered() Registered {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out Registered
+	byService := map[string][]config.Check{}
+	for _, c := range s.chks {
+		if c.source != fromAPI {
+			continue
+		}
+		if e := s.svcs[c.def.ServiceID]; c.def.ServiceID != "" && e != nil && e.source == fromAPI {
+			byService[c.def.ServiceID] = append(byService[c.def.ServiceID], c.def)
+		} else {
+			out.Checks = append(out.Checks, c.def)
+		}
+	}
+	for id, e := range s.svcs {
+		if e.source == fromAPI {
+			cs := byService[id]
+			sort.Slice(cs, func(i, j int) bool { return cs[i].ID < cs[j].ID })
+			out.Services = append(out.Services, RegisteredService{Service: e.svc, Checks: cs})
+		}
+	}
+	sort.Slice(out.Services, func(i, j int) bool { return out.Services[i].Service.ID < out.Services[j].Service.ID })
+	sort.Slice(out.Checks, func(i, j int) bool { return out.Checks[i].ID < out.Checks[j].ID })
+	return out
+}
+
+// Restore registers again what Registered returned; entries that are no
+// longer valid (a script check on an agent without script checks, a
+// check of a service that is gone) are skipped and returned as errors.
+func (s *State) Restore(r Registered) []error {
+	var errs []error
+	for _, sv := range r.Services {
+		if err := s.AddService(sv.Service, sv.Checks); err != nil {
+			errs = append(errs, fmt.Errorf("service %q: %w", sv.Service.ID, err))
+		}
+	}
+	for _, c := range r.Checks {
+		if err := s.AddCheck(c); err != nil {
+			errs = append(errs, fmt.Errorf("check %q: %w", c.ID, err))
+		}
+	}
+	return errs
+}
