@@ -69,9 +69,9 @@ type State struct {
 
 	opMu   sync.Mutex // serializes changes: they end in mgr.Replace
 	hookMu sync.Mutex // serializes OnRegistered calls
-	mu   sync.Mutex // guards the maps
-	svcs map[string]*serviceEntry
-	chks map[string]*checkEntry
+	mu     sync.Mutex // guards the maps
+	svcs   map[string]*serviceEntry
+	chks   map[string]*checkEntry
 	// maint holds the maintenance checks, which no runner updates.
 	maint map[string]Check
 
