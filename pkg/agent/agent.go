@@ -416,6 +416,7 @@ func (a *Agent) handler() http.Handler {
 	}
 	mux.HandleFunc("/v1/agent/self", a.handleSelf)
 	mux.HandleFunc("/v1/agent/members", a.handleMembers)
+	mux.HandleFunc("/v1/agent/reload", a.handleReload)
 	mux.Handle("/", a.newProxy())
 	return mux
 }
@@ -467,4 +468,18 @@ func (a *Agent) handleMembers(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	local.WriteMembers(w, ms)
+}
+
+// handleReload is PUT /v1/agent/reload: SIGHUP's reload, its error a 500.
+func (a *Agent) handleReload(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodPut {
+		w.Header().Set("Allow", "PUT")
+		http.Error(w, "method "+r.Method+" not allowed", http.StatusMethodNotAllowed)
+		return
+	}
+	if err := a.Reload(); err != nil {
+		http.Error(w, err.Error(), http.StatusInternalServerError)
+		return
+	}
+	w.WriteHeader(http.StatusOK)
 }

@@ -203,9 +203,13 @@ func TestReloadKeepsDefinitionsOnBadFile(t *testing.T) {
 	if svcs, _ := a.c.Agent().Services(); len(svcs) != 1 || svcs["web"] == nil {
 		t.Fatalf("services after a refused reload = %v; want web alone", svcs)
 	}
+	// PUT /v1/agent/reload is the same reload.
+	if err := a.c.Agent().Reload(); err == nil || !strings.Contains(err.Error(), "api.json") {
+		t.Fatalf("PUT /v1/agent/reload with a bad file: %v", err)
+	}
 	writeFile(t, dir, "api.json", `{"service": {"name": "api", "port": 81}}`)
 	writeFile(t, dir, "web.json", `{}`)
-	if err := a.Reload(); err != nil {
+	if err := a.c.Agent().Reload(); err != nil {
 		t.Fatal(err)
 	}
 	servertest.Eventually(t, "api registered and web gone", func() bool {
