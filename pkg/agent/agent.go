@@ -191,6 +191,13 @@ func (a *Agent) warn(defs *config.Definitions) {
 // Listen adds a listener, which Run starts with the others.
 func (a *Agent) Listen(l Listener) { a.listeners = append(a.listeners, l) }
 
+// Call runs f with a client of the servers, moving on to the next server
+// while one cannot be reached (f must be idempotent): how a listener (a
+// DNS server) reads the catalog.
+func (a *Agent) Call(ctx context.Context, f func(c *consulapi.Client) error) error {
+	return a.srv.do(ctx, f)
+}
+
 // State returns the node's agent state.
 func (a *Agent) State() *local.State { return a.state }
 
