@@ -33,6 +33,18 @@ func testAgentEndpoints(t *testing.T, c, cat *consulapi.Client, node string) {
 	if err != nil || len(svcs) != 1 || svcs["api-1"].Port != 9000 || svcs["api-1"].Meta["team"] != "core" || svcs["api-1"].Datacenter != "dc1" {
 		t.Fatalf("services = %+v, %v", svcs, err)
 	}
+	if f, err := ag.ServicesWithFilter(`Service == "nope"`); err != nil || len(f) != 0 {
+		t.Fatalf("services filtered out = %v, %v", f, err)
+	}
+	if f, err := ag.ServicesWithFilter(`"v1" in Tags and Meta.team == "core"`); err != nil || len(f) != 1 {
+		t.Fatalf("services filtered in = %v, %v", f, err)
+	}
+	if _, err := ag.ServicesWithFilter(`Service ==`); err == nil || !strings.Contains(err.Error(), "400") {
+		t.Fatalf("a bad filter: %v", err)
+	}
+	if f, err := ag.ChecksWithFilter(`Status == "critical"`); err != nil || len(f) != 1 {
+		t.Fatalf("critical checks = %v, %v", f, err)
+	}
 	one, _, err := ag.Service("api-1", nil)
 	if err != nil || one.Service != "api" || one.ContentHash == "" {
 		t.Fatalf("service api-1 = %+v, %v", one, err)

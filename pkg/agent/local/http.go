@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	bexpr "github.com/hashicorp/go-bexpr"
 )
 
 // Handler serves the /v1/agent/* endpoints of the node's state: services,
@@ -33,9 +35,9 @@ func (s *State) serve(w http.ResponseWriter, r *http.Request) error {
 	verb, rest, _ := strings.Cut(path, "/")
 	switch {
 	case path == "services":
-		return get(r, func() error { return s.serveServices(w) })
+		return get(r, func() error { return s.serveServices(w, r) })
 	case path == "checks":
-		return get(r, func() error { return s.serveChecks(w) })
+		return get(r, func() error { return s.serveChecks(w, r) })
 	case path == "maintenance":
 		return put(r, func() error {
 			enable, reason, err := maintParams(r)
@@ -192,19 +194,55 @@ func (s *State) checkJSON(c *Check) *checkJSON {
 	return out
 }
 
-func (s *State) serveServices(w http.ResponseWriter) error {
+// filterOf reads ?filter, Consul's boolean expression over the listed
+// objects; nil keeps everything.
+func filterOf(r *http.Request) (func(v any) (bool, error), error) {
+	f := r.URL.Query().Get("filter")
+	if f == "" {
+		return func(any) (bool, error) { return true, nil }, nil
+	}
+	ev, err := bexpr.CreateEvaluator(f)
+	if err != nil {
+		return nil, badRequest("Failed to create boolean expression evaluator: %v", err)
+	}
+	return ev.Evaluate, nil
+}
+
+func (s *State) serveServices(w http.ResponseWriter, r *http.Request) error {
+	keep, err := filterOf(r)
+	if err != nil {
+		return err
+	}
 	out := map[string]*agentServiceJSON{}
 	for _, sv := range s.Services() {
-		out[sv.ID] = s.serviceJSON(&sv)
+		js := s.serviceJSON(&sv)
+		ok, err := keep(js)
+		if err != nil {
+			return badRequest("%v", err)
+		}
+		if ok {
+			out[sv.ID] = js
+		}
 	}
 	writeJSON(w, http.StatusOK, out)
 	return nil
 }
 
-func (s *State) serveChecks(w http.ResponseWriter) error {
+func (s *State) serveChecks(w http.ResponseWriter, r *http.Request) error {
+	keep, err := filterOf(r)
+	if err != nil {
+		return err
+	}
 	out := map[string]*checkJSON{}
 	for _, c := range s.Checks() {
-		out[c.CheckID] = s.checkJSON(&c)
+		js := s.checkJSON(&c)
+		ok, err := keep(js)
+		if err != nil {
+			return badRequest("%v", err)
+		}
+		if ok {
+			out[c.CheckID] = js
+		}
 	}
 	writeJSON(w, http.StatusOK, out)
 	return nil
