@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	consulapi "github.com/hashicorp/consul/api"
@@ -70,6 +71,7 @@ type Agent struct {
 	dc   string
 
 	reloadMu sync.Mutex
+	beats    atomic.Int64 // heartbeats the servers took
 }
 
 // LoadConfig reads a config dir (for -validate and reloads).
@@ -300,6 +302,7 @@ func (a *Agent) heartbeats(ctx context.Context) {
 			a.log.Warn("heartbeat", "err", err)
 			next = time.Second
 		default:
+			a.beats.Add(1)
 			if d, err := time.ParseDuration(ans.Interval); err == nil && d > 0 {
 				interval, next = d, d
 			}
@@ -448,7 +451,8 @@ func (a *Agent) handleSelf(w http.ResponseWriter, r *http.Request) {
 		"Member": map[string]any{"Name": a.opts.NodeName, "Addr": addr, "Port": port, "Status": local.MemberAlive,
 			"Tags": map[string]string{"role": "node", "dc": dc, "build": a.opts.Version, "id": a.state.NodeID()}},
 		"Stats": map[string]any{"agent": map[string]string{"syncs": strconv.FormatInt(syncs, 10), "catalog_writes": strconv.FormatInt(writes, 10),
-			"services": strconv.Itoa(len(a.state.Services())), "checks": strconv.Itoa(len(a.state.Checks()))}},
+			"heartbeats": strconv.FormatInt(a.beats.Load(), 10),
+			"services":   strconv.Itoa(len(a.state.Services())), "checks": strconv.Itoa(len(a.state.Checks()))}},
 		"Meta": map[string]string{},
 	})
 }
