@@ -50,10 +50,14 @@ type Options struct {
 	Logger           *slog.Logger
 }
 
-// Listener is something the agent serves on its own address: Run serves
-// until ctx ends and returns after it has stopped.
+// Listener is something the agent serves on its own address: Bind takes
+// its port (all listeners bind before the agent starts anything, so a port
+// in use fails the start before the catalog is touched), Run serves until
+// ctx ends and returns after it has stopped.
 type Listener interface {
+	Bind() error
 	Run(ctx context.Context) error
+	Close() error // releases the port if Run never ran
 }
 
 // Agent is a running kvx agent. Make it with New, add listeners, Run it.
@@ -240,6 +244,14 @@ func (a *Agent) Reload() error {
 // Run runs the agent until ctx ends: listeners, checks, sync, heartbeats.
 // Then, with LeaveOnTerminate, it deregisters its node.
 func (a *Agent) Run(ctx context.Context) error {
+	for i, l := range a.listeners {
+		if err := l.Bind(); err != nil {
+			for _, b := range a.listeners[:i] {
+				_ = b.Close()
+			}
+			return err
+		}
+	}
 	runCtx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	errc := make(chan error, len(a.listeners))
@@ -390,14 +402,24 @@ func outboundAddr(server string) string {
 }
 
 // httpListener serves the HTTP API on Options.HTTPAddr.
-type httpListener struct{ a *Agent }
+type httpListener struct {
+	a  *Agent
+	ln net.Listener
+}
 
-func (l *httpListener) Run(ctx context.Context) error {
-	a := l.a
-	ln, err := net.Listen("tcp", a.opts.HTTPAddr)
+func (l *httpListener) Bind() error {
+	ln, err := net.Listen("tcp", l.a.opts.HTTPAddr)
 	if err != nil {
 		return fmt.Errorf("http api: %w", err)
 	}
+	l.ln = ln
+	return nil
+}
+
+func (l *httpListener) Close() error { return l.ln.Close() }
+
+func (l *httpListener) Run(ctx context.Context) error {
+	a, ln := l.a, l.ln
 	a.httpAddr <- ln.Addr().String()
 	srv := &http.Server{Handler: a.handler(), ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog: slog.NewLogLogger(a.log.Handler(), slog.LevelDebug)}

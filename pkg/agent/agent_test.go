@@ -331,8 +331,6 @@ func TestMembersAndLeave(t *testing.T) {
 	}
 }
 
-var _ = context.Background
-
 // With a data dir, what was registered through the API is registered again
 // after a restart, and the node keeps its ID.
 func TestDataDirKeepsAPIRegistrations(t *testing.T) {
@@ -366,4 +364,25 @@ func TestDataDirKeepsAPIRegistrations(t *testing.T) {
 		n, _, err := srv.Client.Catalog().Node("agent-1", nil)
 		return err == nil && n != nil && n.Services["api-1"] != nil && n.Node.ID == n1.Node.ID
 	})
+}
+
+// An HTTP port in use fails the start, before the node is registered.
+func TestPortInUseFailsBeforeRegistering(t *testing.T) {
+	srv := startServer(t)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	a, err := agent.New(agent.Options{Join: []string{srv.HTTPAddr()}, NodeName: "busy", HTTPAddr: ln.Addr().String(), LeaveOnTerminate: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = a.Run(context.Background())
+	if err == nil || !strings.Contains(err.Error(), "address already in use") {
+		t.Fatalf("run on a busy port: %v", err)
+	}
+	if n, _, err := srv.Client.Catalog().Node("busy", nil); err != nil || n != nil {
+		t.Fatalf("node busy = %+v, %v; want none", n, err)
+	}
 }

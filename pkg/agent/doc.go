@@ -28,8 +28,10 @@
 // # Listeners
 //
 // Everything the agent serves (HTTP today, DNS tomorrow) is a Listener
-// added with Agent.Listen before Run; Run starts them all and stops them
-// together.
+// added with Agent.Listen before Run; Run binds them all first (a port in
+// use fails the start before the catalog is touched), then starts them
+// and stops them together. A listener that reads the catalog uses
+// Agent.Call, which has the servers' failover.
 //
 // This package must not import raft or the server: it reaches servers only
 // through their HTTP API (consul/api clients made by package client).
