@@ -280,6 +280,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	for _, c := range a.closers {
 		c()
 	}
+	defer a.srv.closeIdle() // after the leave's own call
 	if a.opts.LeaveOnTerminate {
 		lctx, lcancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer lcancel()

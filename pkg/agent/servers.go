@@ -17,9 +17,17 @@ import (
 // servers are the servers an agent talks to, by HTTP address, with the
 // index of the last one that answered.
 type servers struct {
-	addrs   []string
-	clients []*consulapi.Client
-	cur     atomic.Int64
+	addrs      []string
+	clients    []*consulapi.Client
+	transports []*http.Transport
+	cur        atomic.Int64
+}
+
+// closeIdle closes the clients' idle connections, when the agent stops.
+func (s *servers) closeIdle() {
+	for _, t := range s.transports {
+		t.CloseIdleConnections()
+	}
 }
 
 func newServers(addrs []string) (*servers, error) {
@@ -28,7 +36,7 @@ func newServers(addrs []string) (*servers, error) {
 	}
 	s := &servers{addrs: addrs}
 	for _, a := range addrs {
-		c, err := client.New(client.Options{Address: a})
+		c, err := client.New(client.Options{Address: a, OnTransport: func(t *http.Transport) { s.transports = append(s.transports, t) }})
 		if err != nil {
 			return nil, err
 		}
