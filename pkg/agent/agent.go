@@ -300,6 +300,7 @@ func (a *Agent) heartbeats(ctx context.Context) {
 	// refused.
 	_ = a.state.SyncNow(ctx)
 	interval := defaultHeartbeat
+	failing := false
 	for {
 		ans, unknown, err := a.srv.heartbeat(ctx, a.opts.NodeName)
 		next := interval
@@ -312,9 +313,15 @@ func (a *Agent) heartbeats(ctx context.Context) {
 			if ctx.Err() != nil {
 				return
 			}
-			a.log.Warn("heartbeat", "err", err)
-			next = time.Second
+			if !failing { // once per outage, not every second
+				a.log.Warn("heartbeat failed; retrying every second", "err", err)
+			}
+			failing, next = true, time.Second
 		default:
+			if failing {
+				a.log.Info("heartbeats reach the servers again")
+				failing = false
+			}
 			a.beats.Add(1)
 			if d, err := time.ParseDuration(ans.Interval); err == nil && d > 0 {
 				interval, next = d, d
