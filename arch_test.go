@@ -75,6 +75,7 @@ func TestImportRules(t *testing.T) {
 	// onlyOurs: the only packages of ours a directory's non-test code may import.
 	onlyOurs := map[string][]string{
 		"pkg/agent/checks": {module + "pkg/agent/config"},
+		"pkg/agent/local":  {module + "pkg/agent/config", module + "pkg/agent/checks"},
 	}
 	for _, f := range goFiles(t) {
 		for _, imp := range f.imports {

@@ -104,6 +104,9 @@ func runDemo(ctx context.Context, w io.Writer, o *demoOptions) error {
 		return err
 	}
 	fmt.Fprintf(w, "server     kvx server -dev in this process on %s\n", srv.HTTPAddr())
+	if err := demoCatalog(ctx, w, srv.HTTPAddr(), o.nodes); err != nil {
+		return err
+	}
 
 	newClient := func(node string) (*transport.Client, error) {
 		kv, err := client.NewKV(client.Options{Address: srv.HTTPAddr()})

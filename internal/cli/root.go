@@ -115,7 +115,7 @@ func newKVXCmd() *cobra.Command {
 		Use:   "kvx",
 		Short: "Move configuration to every machine of a fleet",
 	}
-	root.AddCommand(newServerCmd(), newVersionCmd(), newBenchCmd(),
+	root.AddCommand(newServerCmd(), newAgentCmd(), newVersionCmd(), newBenchCmd(),
 		newInCmd(), newOutCmd(), newStatusCmd(), newStopCmd(), newStartCmd(),
 		newFreezeCmd(), newUnfreezeCmd(), newCopyCmd(), newRawCmd(), newDemoCmd(),
 		newRenderCmd(), newEnvCmd(), newGit2KVCmd())

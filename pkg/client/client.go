@@ -2,6 +2,7 @@ package client
 
 import (
 	"fmt"
+	"net/http"
 
 	consulapi "github.com/hashicorp/consul/api"
 )
@@ -15,6 +16,11 @@ type Options struct {
 	// MaxConns bounds the connections to the server (0: unbounded): a
 	// tool holding many blocking queries at once never opens more.
 	MaxConns int
+	// OnTransport, if set, is given the client's HTTP transport, so that a
+	// long-running owner can close its idle connections when it stops
+	// (a server shutting down waits for connections that never carried a
+	// request).
+	OnTransport func(*http.Transport)
 }
 
 // config applies defaults < CONSUL_* environment < opts.
@@ -43,6 +49,9 @@ func config(opts Options) *consulapi.Config {
 // New returns a Consul API client: defaults < CONSUL_* environment < opts.
 func New(opts Options) (*consulapi.Client, error) {
 	conf := config(opts)
+	if opts.OnTransport != nil && conf.Transport != nil {
+		opts.OnTransport(conf.Transport)
+	}
 	c, err := consulapi.NewClient(conf)
 	if err != nil {
 		return nil, fmt.Errorf("consul client %s: %w", conf.Address, err)

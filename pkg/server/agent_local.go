@@ -1,52 +1,123 @@
 package server
 
 import (
+	"context"
 	"encoding/json"
-	"fmt"
 	"net/http"
-	"sort"
-	"sync"
-	"time"
+	"strings"
 
 	"github.com/hashicorp/raft"
 
+	"github.com/kvxproject/kvx/pkg/agent/local"
 	"github.com/kvxproject/kvx/pkg/server/state"
 )
 
 // Every kvx server is the agent of its own node: the services and checks
-// registered through /v1/agent/* on it are kept here, the truth for its
-// node, and written to the catalog through Raft (on the leader, forwarded
-// from a follower) when they change and only then. TTL checks turn critical
-// when their TTL runs out; the other kinds of check (HTTP, TCP, script) are
-// kept and shown but not run by the server (pkg/agent runs them).
+// registered through /v1/agent/* on it are a local.State, the same agent
+// state and handlers `kvx agent` uses, whose catalog is this server's (read
+// from its store, written through Raft on the leader, forwarded from a
+// follower). The leader registers the node itself (catalog_self.go).
 
-// localAgent is the agent state of the server's node.
-type localAgent struct {
-	mu       sync.Mutex
-	services map[string]*state.Service
-	checks   map[string]*localCheck
+// newLocalAgent makes the agent state of this server's node.
+func (s *Server) newLocalAgent() *local.State {
+	return local.New(local.Options{
+		Node:       local.Node{Node: s.opts.NodeName},
+		Datacenter: s.opts.Datacenter,
+		Catalog:    serverCatalog{s},
+		Logger:     s.logger.With("agent", s.opts.NodeName),
+	})
 }
 
-type localCheck struct {
-	check state.Check
-	ttl   time.Duration
-	timer *time.Timer // for a TTL check: fires when the TTL runs out
+// runLocalAgent runs the node's checks and sync until shutdown.
+func (s *Server) runLocalAgent() {
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() {
+		<-s.shutdown
+		cancel()
+	}()
+	_ = s.agent.Run(ctx)
 }
 
-func (a *localAgent) init() {
-	if a.services == nil {
-		a.services = map[string]*state.Service{}
-		a.checks = map[string]*localCheck{}
+// AgentState returns the agent state of this server's node.
+func (s *Server) AgentState() *local.State { return s.agent }
+
+// serverCatalog is the catalog as the server's own agent reaches it.
+type serverCatalog struct{ s *Server }
+
+// nodeState is a node as the catalog holds it, sent by the leader to a
+// follower's agent: a follower's own store may not have the latest writes,
+// and a sync that read it would write again what is already there, or
+// find no node at all.
+type nodeState struct {
+	Node     *local.Node
+	Services []local.Service
+	Checks   []local.Check
+}
+
+func (c serverCatalog) NodeState(_ context.Context, node string) (*local.Node, []local.Service, []local.Check, error) {
+	if !c.s.IsLeader() {
+		addr, _ := c.s.raft.LeaderWithID()
+		if addr == "" {
+			return nil, nil, nil, errNoLeader
+		}
+		var ns nodeState
+		err := c.s.internalCall(string(addr), "/internal/v1/nodestate", node, &ns)
+		return ns.Node, ns.Services, ns.Checks, err
 	}
+	ns := c.s.readNodeState(node)
+	return ns.Node, ns.Services, ns.Checks, nil
 }
 
-// errUnknownCheck and errUnknownService are Consul's 404s.
-func errUnknownCheck(id string) error {
-	return &httpError{code: http.StatusNotFound, msg: fmt.Sprintf("Unknown check ID %q. Ensure that the check ID is passed, not the check name.", id)}
+// handleInternalNodeState answers a follower's agent's NodeState.
+func (s *Server) handleInternalNodeState(w http.ResponseWriter, r *http.Request) {
+	var node string
+	if err := json.NewDecoder(r.Body).Decode(&node); err != nil {
+		http.Error(w, "bad node state request", http.StatusBadRequest)
+		return
+	}
+	if !s.IsLeader() {
+		s.writeError(w, raft.ErrNotLeader)
+		return
+	}
+	writeJSON(w, http.StatusOK, s.readNodeState(node))
 }
 
-func errUnknownService(id string) error {
-	return &httpError{code: http.StatusNotFound, msg: fmt.Sprintf("Unknown service ID %q. Ensure that the service ID is passed, not the service name.", id)}
+func (s *Server) readNodeState(node string) nodeState {
+	rt := s.store.Read()
+	_, n, svcs := rt.NodeServices(nil, node)
+	if n == nil {
+		return nodeState{}
+	}
+	_, checks := rt.NodeChecks(nil, node)
+	out := nodeState{Node: &local.Node{ID: n.ID, Node: n.Node, Address: n.Address, TaggedAddresses: n.TaggedAddresses, Meta: n.Meta}}
+	for _, sv := range svcs {
+		out.Services = append(out.Services, local.Service{ID: sv.ID, Service: sv.Service, Tags: sv.Tags, Address: sv.Address,
+			Meta: sv.Meta, Port: sv.Port, Weights: local.Weights(sv.Weights), EnableTagOverride: sv.EnableTagOverride})
+	}
+	for _, ck := range checks {
+		out.Checks = append(out.Checks, local.Check{CheckID: ck.CheckID, Name: ck.Name, Status: ck.Status, Notes: ck.Notes,
+			Output: ck.Output, ServiceID: ck.ServiceID, ServiceName: ck.ServiceName, ServiceTags: ck.ServiceTags,
+			Type: ck.Type, Interval: ck.Interval, Timeout: ck.Timeout})
+	}
+	return out
+}
+
+func (c serverCatalog) Register(_ context.Context, r *local.Registration) error {
+	reg := &state.Registration{SkipNodeUpdate: r.SkipNodeUpdate, Node: state.Node{ID: r.Node.ID, Node: r.Node.Node,
+		Address: r.Node.Address, TaggedAddresses: r.Node.TaggedAddresses, Meta: r.Node.Meta}}
+	if sv := r.Service; sv != nil {
+		reg.Service = &state.Service{ID: sv.ID, Service: sv.Service, Tags: sv.Tags, Address: sv.Address, Meta: sv.Meta,
+			Port: sv.Port, Weights: state.Weights(sv.Weights), EnableTagOverride: sv.EnableTagOverride}
+	}
+	for _, ck := range r.Checks {
+		reg.Checks = append(reg.Checks, &state.Check{CheckID: ck.CheckID, Name: ck.Name, Status: ck.Status, Notes: ck.Notes,
+			Output: ck.Output, ServiceID: ck.ServiceID, Type: ck.Type, Interval: ck.Interval, Timeout: ck.Timeout})
+	}
+	return c.s.applyCatalogCommand(catalogCommand{Register: reg})
+}
+
+func (c serverCatalog) Deregister(_ context.Context, node, serviceID, checkID string) error {
+	return c.s.applyCatalogCommand(catalogCommand{Deregister: &state.Deregistration{Node: node, ServiceID: serviceID, CheckID: checkID}})
 }
 
 // catalogCommand is a catalog write a follower's agent sends to the leader.
@@ -55,7 +126,7 @@ type catalogCommand struct {
 	Deregister *state.Deregistration `json:",omitempty"`
 }
 
-// applyCatalog commits a catalog write on the leader, from any server.
+// applyCatalogCommand commits a catalog write on the leader, from any server.
 func (s *Server) applyCatalogCommand(c catalogCommand) error {
 	if !s.IsLeader() {
 		addr, _ := s.raft.LeaderWithID()
@@ -99,141 +170,46 @@ func (s *Server) handleInternalCatalog(w http.ResponseWriter, r *http.Request) {
 	writeRawJSON(w, http.StatusOK, []byte("true"))
 }
 
-// syncCheck writes one local check to the catalog.
-func (s *Server) syncCheck(c state.Check) error {
-	return s.applyCatalogCommand(catalogCommand{Register: &state.Registration{
-		Node: state.Node{Node: s.opts.NodeName}, SkipNodeUpdate: true, Checks: []*state.Check{&c}}})
-}
-
-// addLocal registers a service (nil for a check alone) and its checks.
-func (s *Server) addLocal(sv *state.Service, checks []*localCheck) error {
-	reg := &state.Registration{Node: state.Node{Node: s.opts.NodeName}, SkipNodeUpdate: true, Service: sv}
-	for _, c := range checks {
-		ck := c.check
-		reg.Checks = append(reg.Checks, &ck)
-	}
-	if err := s.applyCatalogCommand(catalogCommand{Register: reg}); err != nil {
-		return err
-	}
-	a := &s.agent
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	a.init()
-	if sv != nil {
-		a.services[sv.ID] = sv
-	}
-	for _, c := range checks {
-		if old := a.checks[c.check.CheckID]; old != nil && old.timer != nil {
-			old.timer.Stop()
-		}
-		a.checks[c.check.CheckID] = c
-		s.armTTL(c)
-	}
+// handleAgentLocal serves the agent endpoints of the node's state.
+func (s *Server) handleAgentLocal(w http.ResponseWriter, r *http.Request) error {
+	s.agentHandler.ServeHTTP(w, r)
 	return nil
 }
 
-// armTTL (re)starts a TTL check's timer; a.mu is held.
-func (s *Server) armTTL(c *localCheck) {
-	if c.ttl <= 0 {
-		return
+// Members returns the cluster's members from this server's catalog: the
+// servers (nodes with the consul service) and the agents (nodes with a
+// serfHealth check), alive when serfHealth passes.
+func (s *Server) Members() []local.Member {
+	rt := s.store.Read()
+	_, servers := rt.ServiceNodes(nil, consulService)
+	port := map[string]int{}
+	for _, in := range servers {
+		port[strings.ToLower(in.Node.Node)] = in.Service.Port
 	}
-	if c.timer != nil {
-		c.timer.Stop()
-	}
-	id := c.check.CheckID
-	c.timer = time.AfterFunc(c.ttl, func() {
-		if err := s.updateLocalCheck(id, state.HealthCritical, "TTL expired", false); err != nil && !s.stopping() {
-			s.logger.Warn("ttl check expired", "check", id, "err", err)
+	_, checks := rt.ChecksInState(nil, state.HealthAny)
+	var out []local.Member
+	for _, c := range checks {
+		if c.CheckID != serfCheckID {
+			continue
 		}
-	})
+		n := rt.Node(c.Node)
+		if n == nil {
+			continue
+		}
+		p, isServer := port[strings.ToLower(n.Node)]
+		out = append(out, local.Member{Name: n.Node, Addr: n.Address, Port: p, Server: isServer,
+			Alive: c.Status == state.HealthPassing, Build: n.Meta["consul-version"], Datacenter: s.opts.Datacenter})
+	}
+	return out
 }
 
-// updateLocalCheck sets a check's status and output, writing the catalog
-// only when one of them changed. rearm restarts a TTL check's timer.
-func (s *Server) updateLocalCheck(id, status, output string, rearm bool) error {
-	a := &s.agent
-	a.mu.Lock()
-	c := a.checks[id]
-	if c == nil {
-		a.mu.Unlock()
-		return errUnknownCheck(id)
+func (s *Server) handleAgentMembers(w http.ResponseWriter, r *http.Request) error {
+	if err := onlyGET(r); err != nil {
+		return err
 	}
-	if rearm {
-		s.armTTL(c)
+	if err := s.checkScope(r.URL.Query()); err != nil {
+		return err
 	}
-	changed := c.check.Status != status || c.check.Output != output
-	c.check.Status, c.check.Output = status, output
-	ck := c.check
-	a.mu.Unlock()
-	if !changed {
-		return nil
-	}
-	return s.syncCheck(ck)
-}
-
-// removeLocal deregisters a local service (with its checks) or check.
-func (s *Server) removeLocal(serviceID, checkID string) error {
-	a := &s.agent
-	a.mu.Lock()
-	a.init()
-	if serviceID != "" {
-		if a.services[serviceID] == nil {
-			a.mu.Unlock()
-			return errUnknownService(serviceID)
-		}
-		delete(a.services, serviceID)
-		for id, c := range a.checks {
-			if c.check.ServiceID == serviceID {
-				s.dropCheck(id, c)
-			}
-		}
-	} else {
-		c := a.checks[checkID]
-		if c == nil {
-			a.mu.Unlock()
-			return errUnknownCheck(checkID)
-		}
-		s.dropCheck(checkID, c)
-	}
-	a.mu.Unlock()
-	return s.applyCatalogCommand(catalogCommand{Deregister: &state.Deregistration{
-		Node: s.opts.NodeName, ServiceID: serviceID, CheckID: checkID}})
-}
-
-// dropCheck forgets a check; a.mu is held.
-func (s *Server) dropCheck(id string, c *localCheck) {
-	if c.timer != nil {
-		c.timer.Stop()
-	}
-	delete(s.agent.checks, id)
-}
-
-// localView returns copies of the local services and checks, in ID order.
-func (s *Server) localView() ([]state.Service, []state.Check) {
-	a := &s.agent
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	var svcs []state.Service
-	for _, sv := range a.services {
-		svcs = append(svcs, *sv)
-	}
-	var checks []state.Check
-	for _, c := range a.checks {
-		checks = append(checks, c.check)
-	}
-	sort.Slice(svcs, func(i, j int) bool { return svcs[i].ID < svcs[j].ID })
-	sort.Slice(checks, func(i, j int) bool { return checks[i].CheckID < checks[j].CheckID })
-	return svcs, checks
-}
-
-// stopLocalChecks stops every TTL timer, at shutdown.
-func (s *Server) stopLocalChecks() {
-	a := &s.agent
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	for _, c := range a.checks {
-		if c.timer != nil {
-			c.timer.Stop()
-		}
-	}
+	local.WriteMembers(w, s.Members())
+	return nil
 }

@@ -192,6 +192,7 @@ func (s *Server) internalHandler(public http.Handler) http.Handler {
 	mux.HandleFunc("POST /internal/v1/join", s.handleJoin)
 	mux.HandleFunc("POST /internal/v1/goodbye", s.handleGoodbye)
 	mux.HandleFunc("POST /internal/v1/catalog", s.handleInternalCatalog)
+	mux.HandleFunc("POST /internal/v1/nodestate", s.handleInternalNodeState)
 	return mux
 }
 

@@ -75,8 +75,12 @@
 // the watchers woken together share one encoded answer (catalog_cache.go).
 // The leader registers every server of the cluster with a passing serfHealth
 // check and the consul service (catalog_self.go), and each server is the
-// agent of its own node for /v1/agent/service and /v1/agent/check
-// (agent_local.go, http_agent_local.go). The leader marks critical the
+// agent of its own node for /v1/agent/services, checks, service/*, check/*,
+// health/service/* and maintenance, with the agent state and handlers
+// `kvx agent` uses (package agent/local, wired in agent_local.go: its
+// catalog is this server's, read on the leader, written through Raft);
+// /v1/agent/members lists the servers and agents from the catalog. The
+// leader marks critical the
 // nodes of agents whose heartbeats stopped (heartbeat.go). After a burst of
 // work, an idle server returns freed memory to the kernel (memory.go).
 //

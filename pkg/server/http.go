@@ -124,10 +124,13 @@ func (s *Server) handler() http.Handler {
 	s.route(mux, "/v1/status/peers", "status.peers", s.handleStatusPeers)
 	s.route(mux, "/v1/agent/self", "agent.self", s.handleAgentSelf)
 	s.route(mux, "/v1/agent/metrics", "agent.metrics", s.handleAgentMetrics)
-	s.route(mux, "/v1/agent/services", "agent.services", s.handleAgentServices)
-	s.route(mux, "/v1/agent/checks", "agent.checks", s.handleAgentChecks)
-	s.route(mux, "/v1/agent/service/", "agent.service", s.handleAgentService)
-	s.route(mux, "/v1/agent/check/", "agent.check", s.handleAgentCheck)
+	s.route(mux, "/v1/agent/members", "agent.members", s.handleAgentMembers)
+	s.route(mux, "/v1/agent/services", "agent.services", s.handleAgentLocal)
+	s.route(mux, "/v1/agent/checks", "agent.checks", s.handleAgentLocal)
+	s.route(mux, "/v1/agent/service/", "agent.service", s.handleAgentLocal)
+	s.route(mux, "/v1/agent/check/", "agent.check", s.handleAgentLocal)
+	s.route(mux, "/v1/agent/health/service/", "agent.health", s.handleAgentLocal)
+	s.route(mux, "/v1/agent/maintenance", "agent.maintenance", s.handleAgentLocal)
 	s.route(mux, "/v1/operator/raft/configuration", "operator.raft.configuration", s.handleRaftConfiguration)
 	return s.logRequests(func(w http.ResponseWriter, r *http.Request) {
 		// ServeMux would clean a ".." segment away with a redirect, so that a

@@ -18,6 +18,7 @@ import (
 	raftwal "github.com/hashicorp/raft-wal"
 	"github.com/hashicorp/raft-wal/metadb"
 
+	"github.com/kvxproject/kvx/pkg/agent/local"
 	"github.com/kvxproject/kvx/pkg/server/state"
 )
 
@@ -39,13 +40,14 @@ type Server struct {
 	internalSrv *http.Server
 	forwarder   *http.Client
 
-	blocking atomic.Int64 // blocking queries in flight
-	wakeups  atomic.Int64 // times a blocking query was woken by a change it watched
-	requests atomic.Int64 // HTTP API requests answered
-	answers  answerCache  // encoded answers shared by the watchers of one service
-	agent    localAgent   // the services and checks registered on this node's agent
-	beats    heartbeats   // the agents' last heartbeats, on the leader
-	ready    atomic.Bool  // leader, and every entry of earlier terms is applied
+	blocking     atomic.Int64 // blocking queries in flight
+	wakeups      atomic.Int64 // times a blocking query was woken by a change it watched
+	requests     atomic.Int64 // HTTP API requests answered
+	answers      answerCache  // encoded answers shared by the watchers of one service
+	agent        *local.State // the services and checks registered on this node's agent
+	agentHandler http.Handler // its /v1/agent/* endpoints
+	beats        heartbeats   // the agents' last heartbeats, on the leader
+	ready        atomic.Bool  // leader, and every entry of earlier terms is applied
 	// catalogKick tells reconcileCatalog that this node became a ready leader.
 	catalogKick chan struct{}
 
@@ -94,6 +96,8 @@ func New(opts Options) (_ *Server, err error) {
 	opts.withDefaults()
 	s := &Server{opts: opts, logger: opts.Logger, store: state.New(), shutdown: make(chan struct{}), raftDown: make(chan struct{}),
 		catalogKick: make(chan struct{}, 1)}
+	s.agent = s.newLocalAgent()
+	s.agentHandler = s.agent.Handler()
 	defer func() {
 		if err != nil {
 			s.Close()
@@ -164,6 +168,11 @@ func New(opts Options) (_ *Server, err error) {
 	go func() {
 		defer s.wg.Done()
 		s.trackHeartbeats()
+	}()
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		s.runLocalAgent()
 	}()
 	s.started = true
 	s.logger.Info("server started", "node", opts.NodeName, "http", s.HTTPAddr(), "raft", s.RaftAddr(), "dev", opts.Dev)
@@ -419,7 +428,6 @@ func (s *Server) Close() error {
 		if s.httpLn != nil {
 			s.httpLn.Close()
 		}
-		s.stopLocalChecks()
 		if s.started {
 			s.sayGoodbye()
 			s.handOverLeadership()

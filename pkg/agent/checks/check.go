@@ -110,6 +110,15 @@ func (c *check) set(status, output string, force bool) {
 	}
 }
 
+// announce notifies the current state. The snapshot is taken under emitMu:
+// a TTL update racing with the check's start is never overwritten by the
+// state from before it.
+func (c *check) announce() {
+	c.emitMu.Lock()
+	defer c.emitMu.Unlock()
+	c.notify(c.snapshot())
+}
+
 // report feeds one probe result through Consul's thresholds:
 // success_before_passing, failures_before_warning, failures_before_critical.
 func (c *check) report(status, output string) {
@@ -136,8 +145,7 @@ func (c *check) report(status, output string) {
 }
 
 func (c *check) run(ctx context.Context) {
-	st := c.snapshot()
-	c.set(st.Status, st.Output, true) // every start is reported once
+	c.announce() // every start is reported once
 	if c.def.Kind() == config.KindTTL {
 		c.runTTL(ctx)
 		return
