@@ -16,28 +16,37 @@ import (
 )
 
 // demoTemplate is an haproxy-style backend list in consul-template's
-// language, from the backends the demo registers under demo/backends.
+// language, from the healthy instances of the web service the demo's nodes
+// registered, with a setting from KV.
 const demoTemplate = `# rendered by kvx render
-backend app
-  balance roundrobin
-{{- range ls "demo/backends" }}
-  server {{ .Key }} {{ .Value }} check
+defaults
+  mode http
+  timeout connect 5s
+  timeout client 30s
+  timeout server 30s
+
+frontend http
+  bind *:80
+  default_backend web
+
+backend web
+  balance {{ keyOrDefault "demo/haproxy/balance" "roundrobin" }}
+{{- range service "web" }}
+  server {{ .Node }} {{ .Address }}:{{ .Port }} check
 {{- end }}
 `
 
-// demoRender is the demo's render part: backends written to KV are rendered
-// into an haproxy-style file by render, which kvx in then pushes (here to
-// the fleet's key, as the render -> kvx in -watch pipeline does).
+// demoRender is the demo's render part: the catalog's passing web
+// instances are rendered into an haproxy-style file by render, which kvx in
+// then pushes (here to the fleet's key, as the render -> kvx in -watch
+// pipeline does).
 func demoRender(ctx context.Context, w io.Writer, dir, addr string, push func([]byte, string) (transport.PushResult, error)) error {
 	c, err := client.New(client.Options{Address: addr})
 	if err != nil {
 		return err
 	}
-	for i := range 12 {
-		p := &consulapi.KVPair{Key: fmt.Sprintf("demo/backends/app-%02d", i), Value: fmt.Appendf(nil, "10.1.0.%d:8080", 10+i)}
-		if _, err := c.KV().Put(p, nil); err != nil {
-			return err
-		}
+	if _, err := c.KV().Put(&consulapi.KVPair{Key: "demo/haproxy/balance", Value: []byte("leastconn")}, nil); err != nil {
+		return err
 	}
 	tmpl, err := render.NewTemplate(render.TemplateOptions{Name: "haproxy.ctmpl", Text: demoTemplate})
 	if err != nil {
@@ -53,7 +62,7 @@ func demoRender(ctx context.Context, w io.Writer, dir, addr string, push func([]
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(w, "\nrender     kvx render -once -template haproxy.ctmpl:%s (12 backends from demo/backends, %v):\n", dest, round(time.Since(start)))
+	fmt.Fprintf(w, "\nrender     kvx render -once -template haproxy.ctmpl:%s (the passing web instances from the catalog, %v):\n", dest, round(time.Since(start)))
 	fmt.Fprint(w, indent(string(out)))
 	_, err = push(out, "push 4     kvx in -f "+dest+" (as kvx in -watch does beside a long-running render):")
 	return err
