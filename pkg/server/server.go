@@ -45,7 +45,9 @@ type Server struct {
 	answers  answerCache  // encoded answers shared by the watchers of one service
 	agent    localAgent   // the services and checks registered on this node's agent
 	beats    heartbeats   // the agents' last heartbeats, on the leader
-	ready    atomic.Bool  // leader, and every entry of earlier terms is applied
+	// sessionTimers destroy, on the leader, the sessions whose TTL ran out.
+	sessionTimers sessionTimers
+	ready         atomic.Bool // leader, and every entry of earlier terms is applied
 	// catalogKick tells reconcileCatalog that this node became a ready leader.
 	catalogKick chan struct{}
 
