@@ -24,7 +24,6 @@ import (
 const (
 	defaultLockDelay = 15 * time.Second
 	maxLockDelay     = 60 * time.Second
-	sessionTTLMin    = 10 * time.Second
 	sessionTTLMax    = 24 * time.Hour
 	// sessionTTLMultiplier: the leader destroys a session that was not
 	// renewed for this many times its TTL, as Consul.
@@ -118,8 +117,8 @@ func (s *Server) newSession(req *sessionRequest) (*state.Session, error) {
 		if err != nil {
 			return nil, consulError(fmt.Sprintf("Session TTL '%s' invalid: %v", sess.TTL, err))
 		}
-		if ttl != 0 && (ttl < sessionTTLMin || ttl > sessionTTLMax) {
-			return nil, consulError(fmt.Sprintf("Invalid Session TTL '%d', must be between [%v=%v]", ttl, sessionTTLMin, sessionTTLMax))
+		if ttl != 0 && (ttl < s.opts.SessionTTLMin || ttl > sessionTTLMax) {
+			return nil, consulError(fmt.Sprintf("Invalid Session TTL '%d', must be between [%v=%v]", ttl, s.opts.SessionTTLMin, sessionTTLMax))
 		}
 	}
 	id, err := newUUID()
