@@ -1,7 +1,9 @@
 package server
 
 import (
+	"bytes"
 	"fmt"
+	"io"
 	"net/http"
 	"regexp"
 	"strconv"
@@ -57,7 +59,9 @@ func (s *Server) handleEventFire(w http.ResponseWriter, r *http.Request) error {
 	if err := validateEvent(&e); err != nil {
 		return err
 	}
-	if !s.IsLeader() {
+	if !s.IsLeader() { // hand the body we read to the leader
+		r.Body = io.NopCloser(bytes.NewReader(body))
+		r.ContentLength = int64(len(body))
 		s.forward(w, r)
 		return nil
 	}

@@ -199,6 +199,14 @@ func (s *Server) sessionCreate(w http.ResponseWriter, r *http.Request) error {
 			}
 		}
 	}
+	if req.Node == "" {
+		// The default is the node of the server the client asked, which
+		// names itself when it forwards the request here.
+		req.Node = s.opts.NodeName
+		if from := r.Header.Get(headerForwarded); from != "" {
+			req.Node = from
+		}
+	}
 	sess, err := s.newSession(&req)
 	if err != nil {
 		return err

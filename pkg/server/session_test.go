@@ -408,3 +408,38 @@ func TestNewLeaderExpiresSessions(t *testing.T) {
 		return err == nil && p != nil && p.Session == ""
 	})
 }
+
+// Through a follower: a session's default node is the follower's (the
+// server the client asked), an event's payload reaches the leader, and the
+// follower lists the event from its own state.
+func TestSessionsAndEventsThroughAFollower(t *testing.T) {
+	if testing.Short() {
+		t.Skip("multi-node raft: skipped under -short")
+	}
+	srvs, clients := cluster(t)
+	var follower *server.Server
+	var c *consulapi.Client
+	for i, s := range srvs {
+		if !s.IsLeader() {
+			follower, c = s, clients[i]
+		}
+	}
+	var id string
+	servertest.Eventually(t, "a session through the follower", func() bool {
+		var err error
+		id, _, err = c.Session().Create(&consulapi.SessionEntry{Name: "f"}, nil)
+		return err == nil
+	})
+	s, _, err := c.Session().Info(id, nil)
+	if err != nil || s == nil || s.Node != follower.NodeName() {
+		t.Fatalf("session through the follower = %+v, %v; want node %s", s, err, follower.NodeName())
+	}
+	eid, _, err := c.Event().Fire(&consulapi.UserEvent{Name: "deploy", Payload: []byte("v7")}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	servertest.Eventually(t, "the event listed by the follower", func() bool {
+		l, _, err := c.Event().List("deploy", nil)
+		return err == nil && len(l) == 1 && l[0].ID == eid && string(l[0].Payload) == "v7"
+	})
+}
