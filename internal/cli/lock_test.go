@@ -161,3 +161,18 @@ func TestLockSpareTakesOverFromKilledHolder(t *testing.T) {
 		t.Fatalf("spare: %v\n%s", err, spare.Stderr)
 	}
 }
+
+// The coordination benchmarks run against an in-process server (small
+// counts: the figures are the README's, measured by hand).
+func TestBenchLockAndEvent(t *testing.T) {
+	srv := servertest.Start(t)
+	bin := buildKVX(t)
+	out, err := exec.Command(bin, "bench", "lock", "-addr", srv.HTTPAddr(), "-handovers", "3", "-hold", "10ms").CombinedOutput()
+	if err != nil || !strings.Contains(string(out), ": 3 handovers") {
+		t.Fatalf("bench lock: %v\n%s", err, out)
+	}
+	out, err = exec.Command(bin, "bench", "event", "-addr", srv.HTTPAddr(), "-watchers", "3", "-events", "2").CombinedOutput()
+	if err != nil || !strings.Contains(string(out), ": 6 handler starts") {
+		t.Fatalf("bench event: %v\n%s", err, out)
+	}
+}
