@@ -1,6 +1,7 @@
 package server_test
 
 import (
+	"encoding/json"
 	"io"
 	"strings"
 	"testing"
@@ -43,6 +44,13 @@ func TestEventsListedWithIndexAndFilteredPerNode(t *testing.T) {
 	}
 	if meta.LastIndex != c.Event().IDToIndex(tagged) {
 		t.Fatalf("index %d, want %d (from the newest listed event's ID)", meta.LastIndex, c.Event().IDToIndex(tagged))
+	}
+	// Another node's view: ?for-node= (for agents that proxy the list).
+	mustRegister(t, c, instance("other", "10.0.0.9", "db", "db-1", "passing"))
+	var forOther []*consulapi.UserEvent
+	code, body := rawGET(t, srv, "/v1/event/list?name=deploy&for-node=other")
+	if code != 200 || json.Unmarshal([]byte(body), &forOther) != nil || len(forOther) != 3 {
+		t.Fatalf("for-node=other: %d %s; want the unfiltered, the node=^other$ and the service=db events", code, body)
 	}
 	if events[1].LTime <= events[0].LTime {
 		t.Fatalf("LTimes %d, %d: want increasing", events[0].LTime, events[1].LTime)

@@ -169,6 +169,12 @@ func (s *Server) handleEventList(w http.ResponseWriter, r *http.Request) error {
 	// Events are this node's: answered from its own state, as an agent's.
 	o.stale, o.consistent = true, false
 	name := q.Get("name")
+	// An agent that proxies the list asks for its own node's view (kvx's own
+	// parameter; Consul's agents each answer for themselves).
+	node := s.opts.NodeName
+	if n := q.Get("for-node"); n != "" {
+		node = n
+	}
 	var out []eventJSON
 	idx, err := s.blockingQuery(r, o, func(ws memdb.WatchSet, rt *state.ReadTxn) uint64 {
 		out = out[:0]
@@ -176,9 +182,9 @@ func (s *Server) handleEventList(w http.ResponseWriter, r *http.Request) error {
 		if len(events) == 0 {
 			return 1
 		}
-		_, _, services := rt.NodeServices(ws, s.opts.NodeName)
+		_, _, services := rt.NodeServices(ws, node)
 		for _, e := range events {
-			if (name != "" && e.Name != name) || !EventMatches(e, s.opts.NodeName, services) {
+			if (name != "" && e.Name != name) || !EventMatches(e, node, services) {
 				continue
 			}
 			out = append(out, eventJSON(*e))
