@@ -62,7 +62,8 @@ consul lock contend for the same lock.`,
 			}
 			return nil
 		},
-		RunE: func(cmd *cobra.Command, args []string) error { return runLock(cmd, o, args) },
+		Annotations: map[string]string{trailingCommand: "true"},
+		RunE:        func(cmd *cobra.Command, args []string) error { return runLock(cmd, o, args) },
 	}
 	f := cmd.Flags()
 	f.SetInterspersed(false) // COMMAND's own flags are not ours

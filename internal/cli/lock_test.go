@@ -86,8 +86,9 @@ func TestLockExitCodesAndUsage(t *testing.T) {
 	if _, _, code = run(t, ctx, "lock", "-http-addr", srv.HTTPAddr(), "x", "exit 7"); code != 0 {
 		t.Fatalf("without -child-exit-code: exit %d, want 0", code)
 	}
-	out, _, code := run(t, ctx, "lock", "-http-addr", srv.HTTPAddr(), "-shell=false", "x", "echo", "$HOME")
-	if code != 0 || strings.TrimSpace(out) != "$HOME" {
+	// The command's own words are left alone (not made --name).
+	out, _, code := run(t, ctx, "lock", "-http-addr", srv.HTTPAddr(), "-shell=false", "x", "echo", "$HOME", "-name", "-n")
+	if code != 0 || strings.TrimSpace(out) != "$HOME -name -n" {
 		t.Fatalf("-shell=false: %q exit %d", out, code)
 	}
 	out, _, _ = run(t, ctx, "lock", "-http-addr", srv.HTTPAddr(), "-n", "3", "sem", "echo held=$CONSUL_LOCK_HELD")

@@ -48,7 +48,8 @@ Beyond consul watch: -state-file keeps the last successfully handled result
 handler again for what it already handled; a failing handler is retried
 with backoff until it succeeds or a newer result supersedes it; -once
 handles one result and exits with the handler's status; -handler-timeout.`,
-		RunE: func(cmd *cobra.Command, args []string) error { return runWatch(cmd, o, args) },
+		Annotations: map[string]string{trailingCommand: "true"},
+		RunE:        func(cmd *cobra.Command, args []string) error { return runWatch(cmd, o, args) },
 	}
 	f := cmd.Flags()
 	f.SetInterspersed(false)
