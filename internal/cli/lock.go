@@ -73,7 +73,7 @@ consul lock contend for the same lock.`,
 	f.IntVarP(&o.limit, "limit", "n", 1, "how many holders at once; above 1, a semaphore")
 	f.StringVar(&o.name, "name", "", "name of the lock's session (default: consul lock's, from the command and prefix)")
 	f.BoolVar(&o.passStdin, "pass-stdin", false, "give the child kvx lock's stdin")
-	f.BoolVar(&o.shell, "shell", true, "run COMMAND with $SHELL -c (default /bin/sh), its words joined by spaces")
+	f.BoolVar(&o.shell, "shell", true, "run COMMAND with $SHELL -c (/bin/sh without SHELL), its words joined by spaces")
 	f.DurationVar(&o.timeout, "timeout", 0, "give up (exit 1) if the lock is not held within this long; 0 waits forever")
 	f.DurationVar(&o.try, "try", 0, "deprecated spelling of -timeout, as in consul lock")
 	f.IntVar(&o.monitorRetry, "monitor-retry", 3, "how many 500 answers in a row, 1s apart, the lock monitor rides out before it declares the lock lost")

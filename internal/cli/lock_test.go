@@ -177,3 +177,45 @@ func TestBenchLockAndEvent(t *testing.T) {
 		t.Fatalf("bench event: %v\n%s", err, out)
 	}
 }
+
+// A lost lock (its session destroyed) stops the child: SIGTERM, and kvx
+// lock exits.
+func TestLockLostStopsChild(t *testing.T) {
+	srv := servertest.Start(t)
+	bin := buildKVX(t)
+	dir := t.TempDir()
+	log := filepath.Join(dir, "log")
+	c := exec.Command(bin, "lock", "-http-addr", srv.HTTPAddr(), "-verbose", "lost/job",
+		"trap 'echo TERM >> "+log+"; exit 0' TERM; echo started >> "+log+"; while true; do sleep 0.05; done")
+	c.Stderr = &servertest.Buffer{}
+	if err := c.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if c.ProcessState == nil {
+			_ = c.Process.Kill()
+			_ = c.Wait()
+		}
+	})
+	waitFor(t, "the child", time.Minute, func() bool { return strings.Contains(readFile(t, log), "started") })
+	p, _, err := srv.Client.KV().Get("lost/job/.lock", nil)
+	if err != nil || p == nil || p.Session == "" {
+		t.Fatalf("lock key = %+v, %v", p, err)
+	}
+	if _, err := srv.Client.Session().Destroy(p.Session, nil); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- c.Wait() }()
+	select {
+	case <-done:
+	case <-time.After(time.Minute):
+		t.Fatalf("kvx lock still running after its lock was lost:\n%s", c.Stderr)
+	}
+	if got := readFile(t, log); !strings.Contains(got, "TERM") {
+		t.Fatalf("the child did not get SIGTERM: %q\n%s", got, c.Stderr)
+	}
+	if !strings.Contains(c.Stderr.(*servertest.Buffer).String(), "lock lost") {
+		t.Fatalf("stderr: %s", c.Stderr)
+	}
+}
