@@ -95,6 +95,11 @@ func (d *lockDelays) set(keys []string, delay time.Duration) {
 	}
 }
 
+type delayedKeys struct {
+	keys  []string
+	delay time.Duration
+}
+
 // LockDelay returns until when key refuses a new acquire: a time in the past
 // (the zero time) when it does not.
 func (s *Store) LockDelay(key string) time.Time {

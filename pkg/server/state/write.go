@@ -2,7 +2,6 @@ package state
 
 import (
 	"fmt"
-	"time"
 
 	memdb "github.com/hashicorp/go-memdb"
 )
@@ -62,18 +61,13 @@ func (e OpError) Error() string { return fmt.Sprintf("op %d: %s", e.OpIndex, e.W
 // WriteTxn is an open write transaction at one Raft index.
 type WriteTxn struct {
 	txn   *memdb.Txn
-	index uint64
-	kvs   uint64 // index of the last change to the kvs table, 0 for none
-	tombs uint64 // index of the last change to the tombstones table
 	store *Store
 	// delayed are the keys released by invalidated sessions, whose lock
 	// delays start when the transaction commits.
 	delayed []delayedKeys
-}
-
-type delayedKeys struct {
-	keys  []string
-	delay time.Duration
+	index uint64
+	kvs   uint64 // index of the last change to the kvs table, 0 for none
+	tombs uint64 // index of the last change to the tombstones table
 }
 
 // Write opens a write transaction. Only one may be open at a time.
