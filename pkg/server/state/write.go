@@ -65,6 +65,7 @@ type WriteTxn struct {
 	// delayed are the keys released by invalidated sessions, whose lock
 	// delays start when the transaction commits.
 	delayed []delayedKeys
+
 	index uint64
 	kvs   uint64 // index of the last change to the kvs table, 0 for none
 	tombs uint64 // index of the last change to the tombstones table
