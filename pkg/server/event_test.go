@@ -3,6 +3,7 @@ package server_test
 import (
 	"encoding/json"
 	"io"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -52,6 +53,17 @@ func TestEventsListedWithIndexAndFilteredPerNode(t *testing.T) {
 	if code != 200 || json.Unmarshal([]byte(body), &forOther) != nil || len(forOther) != 3 {
 		t.Fatalf("for-node=other: %d %s; want the unfiltered, the node=^other$ and the service=db events", code, body)
 	}
+	req, _ := http.NewRequest("GET", "http://"+srv.HTTPAddr()+"/v1/event/list?name=deploy", nil)
+	req.Header.Set("X-Kvx-Node", "other")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	forOther = nil
+	if json.NewDecoder(resp.Body).Decode(&forOther) != nil || len(forOther) != 3 {
+		t.Fatalf("X-Kvx-Node: other: %+v", forOther)
+	}
+	resp.Body.Close()
 	if events[1].LTime <= events[0].LTime {
 		t.Fatalf("LTimes %d, %d: want increasing", events[0].LTime, events[1].LTime)
 	}

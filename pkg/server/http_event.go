@@ -170,10 +170,13 @@ func (s *Server) handleEventList(w http.ResponseWriter, r *http.Request) error {
 	o.stale, o.consistent = true, false
 	name := q.Get("name")
 	// An agent that proxies the list asks for its own node's view (kvx's own
-	// parameter; Consul's agents each answer for themselves).
-	node := s.opts.NodeName
+	// header or parameter; Consul's agents each answer for themselves).
+	node := r.Header.Get(headerNode)
 	if n := q.Get("for-node"); n != "" {
 		node = n
+	}
+	if node == "" {
+		node = s.opts.NodeName
 	}
 	var out []eventJSON
 	idx, err := s.blockingQuery(r, o, func(ws memdb.WatchSet, rt *state.ReadTxn) uint64 {

@@ -200,12 +200,7 @@ func (s *Server) sessionCreate(w http.ResponseWriter, r *http.Request) error {
 		}
 	}
 	if req.Node == "" {
-		// The default is the node of the server the client asked, which
-		// names itself when it forwards the request here.
-		req.Node = s.opts.NodeName
-		if from := r.Header.Get(headerForwarded); from != "" {
-			req.Node = from
-		}
+		req.Node = askedNode(r, s.opts.NodeName)
 	}
 	sess, err := s.newSession(&req)
 	if err != nil {
@@ -313,4 +308,23 @@ func writeSessions(w http.ResponseWriter, list []*state.Session) error {
 	}
 	writeJSON(w, http.StatusOK, out)
 	return nil
+}
+
+// headerNode names the node whose agent a client asked: a kvx agent that
+// proxies a request to the servers sets it, so that the answers that
+// depend on "the agent's node" (a session's default Node, the events an
+// agent lists) are its node's, as with Consul.
+const headerNode = "X-Kvx-Node"
+
+// askedNode is the node of the agent the client asked: the proxying agent's
+// (headerNode), else the server that forwarded the request here, else this
+// server's own (def).
+func askedNode(r *http.Request, def string) string {
+	if n := r.Header.Get(headerNode); n != "" {
+		return n
+	}
+	if n := r.Header.Get(headerForwarded); n != "" {
+		return n
+	}
+	return def
 }

@@ -45,9 +45,7 @@ type Server struct {
 	answers  answerCache  // encoded answers shared by the watchers of one service
 	agent    localAgent   // the services and checks registered on this node's agent
 	beats    heartbeats   // the agents' last heartbeats, on the leader
-	// sessionTimers destroy, on the leader, the sessions whose TTL ran out.
-	sessionTimers sessionTimers
-	ready         atomic.Bool // leader, and every entry of earlier terms is applied
+	ready    atomic.Bool  // leader, and every entry of earlier terms is applied
 	// catalogKick tells reconcileCatalog that this node became a ready leader.
 	catalogKick chan struct{}
 
@@ -55,6 +53,9 @@ type Server struct {
 	logPolicy logPolicy // Raft messages whose level depends on the cluster's state
 	identity  identityKeeper
 	started   bool // New returned it: Close says "server stopped"
+
+	// sessionTimers destroy, on the leader, the sessions whose TTL ran out.
+	sessionTimers sessionTimers
 
 	peersMu        sync.Mutex
 	peers          map[string]peer // servers that said hello, for cluster formation

@@ -1,6 +1,8 @@
 package server_test
 
 import (
+	"encoding/json"
+	"net/http"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -433,6 +435,21 @@ func TestSessionsAndEventsThroughAFollower(t *testing.T) {
 	s, _, err := c.Session().Info(id, nil)
 	if err != nil || s == nil || s.Node != follower.NodeName() {
 		t.Fatalf("session through the follower = %+v, %v; want node %s", s, err, follower.NodeName())
+	}
+	// A proxying agent names its node: the session is on that node.
+	mustRegister(t, c, &consulapi.CatalogRegistration{Node: "agent1", Address: "10.0.0.5",
+		Check: &consulapi.AgentCheck{CheckID: "serfHealth", Name: "Serf Health Status", Status: "passing"}})
+	req, _ := http.NewRequest("PUT", "http://"+follower.HTTPAddr()+"/v1/session/create", nil)
+	req.Header.Set("X-Kvx-Node", "agent1")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var created struct{ ID string }
+	_ = json.NewDecoder(resp.Body).Decode(&created)
+	resp.Body.Close()
+	if s, _, err := c.Session().Info(created.ID, nil); err != nil || s == nil || s.Node != "agent1" {
+		t.Fatalf("session through a proxying agent = %+v, %v; want node agent1", s, err)
 	}
 	eid, _, err := c.Event().Fire(&consulapi.UserEvent{Name: "deploy", Payload: []byte("v7")}, nil)
 	if err != nil {
