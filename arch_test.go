@@ -70,6 +70,7 @@ func TestImportRules(t *testing.T) {
 		{"github.com/DataDog/datadog-go", "pkg/metrics"},
 		{"github.com/go-git/go-git", "pkg/gitsync"},
 		{"github.com/fsnotify/fsnotify", "pkg/watch"},
+		{"github.com/hashicorp/consul/api/watch", "pkg/consulwatch"},
 	}
 	leaves := []string{"pkg/server/state", "pkg/metrics", "pkg/agent/config"} // import nothing of ours
 	// onlyOurs: the only packages of ours a directory's non-test code may import.

@@ -16,7 +16,7 @@ func newBenchCmd() *cobra.Command {
 		Use:   "bench",
 		Short: "Measure a Consul-compatible server (kvx or Consul)",
 	}
-	cmd.AddCommand(newBenchKVCmd(), newBenchFanoutCmd(), newBenchCatalogCmd())
+	cmd.AddCommand(newBenchKVCmd(), newBenchFanoutCmd(), newBenchCatalogCmd(), newBenchLockCmd(), newBenchEventCmd())
 	return cmd
 }
 
@@ -152,5 +152,85 @@ are deregistered at the end. Works against any Consul-compatible address.`,
 	f.DurationVar(&o.Timeout, "timeout", 10*time.Second, "per flip: watchers that have not seen it by then count as missed")
 	f.StringVar(&o.Prefix, "prefix", "", "node and service name prefix (default: kvx-bench-<unique>)")
 	f.IntVar(&o.ServerPID, "server-pid", 0, "the server's process id, on this machine: print its RSS with the catalog loaded (Linux)")
+	return cmd
+}
+
+func newBenchLockCmd() *cobra.Command {
+	o := bench.LockOptions{}
+	cmd := &cobra.Command{
+		Use:   "lock",
+		Short: "Measure kvx lock's handover: holder's command exits -> spare's command starts",
+		Long: `Keep 1+spares kvx lock processes (this binary) contending for one lock, each
+running a command that logs its start and end (date +%s%N) and holds for
+-hold, starting a new contender whenever one exits, until -handovers
+handovers were seen; print p50, p90, p99 and max of the handover times,
+and fail if two commands ever held the lock at once.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			bin, err := os.Executable()
+			if err != nil {
+				return err
+			}
+			o.Bin = bin
+			if o.Dir, err = os.MkdirTemp("", "kvx-bench-lock-"); err != nil {
+				return err
+			}
+			defer os.RemoveAll(o.Dir)
+			if o.Prefix == "" {
+				o.Prefix = "kvx-bench/lock-" + strconv.FormatInt(time.Now().UnixNano(), 36)
+			}
+			res, err := bench.RunLock(cmd.Context(), o)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintln(cmd.OutOrStdout(), res)
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&o.Addr, "addr", defaultAddr(), "HTTP address of the server (CONSUL_HTTP_ADDR when set)")
+	f.IntVar(&o.Handovers, "handovers", 50, "handovers to measure")
+	f.IntVar(&o.Spares, "spares", 1, "contenders waiting besides the holder")
+	f.DurationVar(&o.Hold, "hold", 100*time.Millisecond, "how long each holder's command runs")
+	f.StringVar(&o.Prefix, "prefix", "", "lock prefix (default: kvx-bench/lock-<unique>)")
+	return cmd
+}
+
+func newBenchEventCmd() *cobra.Command {
+	o := bench.EventOptions{}
+	cmd := &cobra.Command{
+		Use:   "event",
+		Short: "Measure event fire -> kvx watch handler start over many watch processes",
+		Long: `Start -watchers kvx watch -type event processes (this binary) whose handler
+logs its start (date +%s%N), fire a warm-up event and wait for every
+handler, then fire -events events, each once every handler ran the one
+before; print p50, p90, p99 and max of fire -> handler start.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			bin, err := os.Executable()
+			if err != nil {
+				return err
+			}
+			o.Bin = bin
+			if o.Dir, err = os.MkdirTemp("", "kvx-bench-event-"); err != nil {
+				return err
+			}
+			defer os.RemoveAll(o.Dir)
+			if o.Name == "" {
+				o.Name = "kvx-bench-" + strconv.FormatInt(time.Now().UnixNano(), 36)
+			}
+			res, err := bench.RunEvent(cmd.Context(), o)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintln(cmd.OutOrStdout(), res)
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&o.Addr, "addr", defaultAddr(), "HTTP address of the server (CONSUL_HTTP_ADDR when set)")
+	f.IntVar(&o.Watchers, "watchers", 100, "kvx watch processes")
+	f.IntVar(&o.Events, "events", 10, "events measured")
+	f.StringVar(&o.Name, "name", "", "event name (default: kvx-bench-<unique>)")
 	return cmd
 }

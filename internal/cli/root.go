@@ -118,7 +118,7 @@ func newKVXCmd() *cobra.Command {
 	root.AddCommand(newServerCmd(), newAgentCmd(), newVersionCmd(), newBenchCmd(),
 		newInCmd(), newOutCmd(), newStatusCmd(), newStopCmd(), newStartCmd(),
 		newFreezeCmd(), newUnfreezeCmd(), newCopyCmd(), newRawCmd(), newDemoCmd(),
-		newRenderCmd(), newEnvCmd(), newGit2KVCmd())
+		newRenderCmd(), newEnvCmd(), newGit2KVCmd(), newLockCmd(), newEventCmd(), newWatchCmd())
 	return root
 }
 
@@ -136,8 +136,9 @@ func consulStyleArgs(root *cobra.Command, args []string) []string {
 		}
 	}
 	walk(root)
+	start := trailingCommandStart(root, args)
 	out := make([]string, 0, len(args))
-	for i, a := range args {
+	for i, a := range args[:start] {
 		if a == "--" {
 			return append(out, args[i:]...)
 		}
@@ -149,7 +150,49 @@ func consulStyleArgs(root *cobra.Command, args []string) []string {
 		}
 		out = append(out, a)
 	}
-	return out
+	return append(out, args[start:]...)
+}
+
+// trailingCommand marks a command whose positional arguments end with a
+// command line of its own (kvx lock, kvx watch): that command's words are
+// not ours, and consulStyleArgs leaves them as they are.
+const trailingCommand = "kvx-trailing-command"
+
+// trailingCommandStart returns where the positional arguments of such a
+// command begin in args (len(args) for any other command).
+func trailingCommandStart(root *cobra.Command, args []string) int {
+	c, i := root, 0
+	for ; i < len(args); i++ {
+		var sub *cobra.Command
+		for _, s := range c.Commands() {
+			if s.Name() == args[i] {
+				sub = s
+			}
+		}
+		if sub == nil {
+			break
+		}
+		c = sub
+	}
+	if c.Annotations[trailingCommand] == "" {
+		return len(args)
+	}
+	for i < len(args) {
+		a := args[i]
+		if a == "--" || a == "-" || !strings.HasPrefix(a, "-") {
+			return i
+		}
+		name, _, hasValue := strings.Cut(strings.TrimLeft(a, "-"), "=")
+		f := c.Flags().Lookup(name)
+		if f == nil && len(name) == 1 {
+			f = c.Flags().ShorthandLookup(name)
+		}
+		i++
+		if f != nil && !hasValue && f.NoOptDefVal == "" {
+			i++ // its value is the next word
+		}
+	}
+	return len(args)
 }
 
 // flagsFromEnv fills every flag the user did not set from KVX_<FLAG_NAME>

@@ -42,6 +42,7 @@ datacenter and addresses from its first start, so a restart needs only
 	f.StringSliceVar(&o.Join, "join", nil, "raft address of another server to join (repeatable, or comma separated)")
 	f.DurationVar(&o.HeartbeatTimeout, "raft-timeout", 0, "Raft heartbeat and election timeout (default 1s, 50ms with -dev)")
 	f.DurationVar(&o.NodeTimeout, "node-timeout", server.DefaultNodeTimeout, "an agent whose heartbeats stop for this long has its node's serfHealth marked critical")
+	f.DurationVar(&o.SessionTTLMin, "session-ttl-min", server.DefaultSessionTTLMin, "smallest session TTL accepted (the leader destroys a session not renewed for twice its TTL)")
 	f.StringVar(&o.dogstatsdAddr, "dogstatsd-addr", "", "send metrics to this dogstatsd agent (host:port)")
 	f.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
 	f.BoolVar(&o.logJSON, "log-json", false, "log JSON lines instead of text")

@@ -36,6 +36,12 @@ func decodeCatalog(c *command, b []byte) error {
 	case cmdDeregister:
 		c.dereg = new(state.Deregistration)
 		err = json.Unmarshal(b, c.dereg)
+	case cmdSession:
+		c.sess = new(sessionCommand)
+		err = json.Unmarshal(b, c.sess)
+	case cmdEvent:
+		c.event = new(state.Event)
+		err = json.Unmarshal(b, c.event)
 	}
 	if err != nil {
 		return fmt.Errorf("%w: %v", errBadCommand, err)

@@ -16,6 +16,7 @@ import (
 //	txn  : type | uvarint n | op * n
 //	reap : type | uvarint index
 //	register, deregister : type | JSON (see catalog_command.go)
+//	session, event       : type | JSON (see session_command.go)
 //	op   : verb byte | key | value | uvarint flags | uvarint index | session
 type cmdType byte
 
@@ -25,6 +26,8 @@ const (
 	cmdReap       cmdType = 3
 	cmdRegister   cmdType = 4
 	cmdDeregister cmdType = 5
+	cmdSession    cmdType = 6
+	cmdEvent      cmdType = 7
 )
 
 var verbCodes = []state.Verb{
@@ -49,6 +52,8 @@ type command struct {
 	index uint64
 	reg   *state.Registration
 	dereg *state.Deregistration
+	sess  *sessionCommand
+	event *state.Event
 }
 
 func appendBytes(b, v []byte) []byte {
@@ -166,7 +171,7 @@ func decodeCommand(data []byte) (command, error) {
 		}
 	case cmdReap:
 		c.index = d.uvarint()
-	case cmdRegister, cmdDeregister:
+	case cmdRegister, cmdDeregister, cmdSession, cmdEvent:
 		if err := decodeCatalog(&c, d.b); err != nil {
 			return command{}, err
 		}

@@ -84,5 +84,19 @@
 // nodes of agents whose heartbeats stopped (heartbeat.go). After a burst of
 // work, an idle server returns freed memory to the kernel (memory.go).
 //
+// # Sessions, locks and events
+//
+// Sessions (state/session.go, http_session.go) are Raft commands of their
+// own (session_command.go): the leader picks a new session's ID, so every
+// node applies the same. A session is invalidated in the same transaction
+// as what invalidates it (its destroy, a check of it turning critical or
+// going away, its node leaving the catalog): the keys it holds are released
+// or deleted there, and each server records, in memory, the lock delay of
+// the released keys, which the leader checks before an ?acquire. TTL
+// timers live in the leader's memory (session_ttl.go); a new leader starts
+// a full period for every session. User events (http_event.go) are Raft
+// entries too, since there is no gossip: every server keeps the last 256 and
+// lists those whose filters match its own node.
+//
 // Only this package imports raft. It must not import consul/api outside tests.
 package server

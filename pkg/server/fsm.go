@@ -64,6 +64,12 @@ func (f *fsm) ApplyBatch(logs []*raft.Log) []any {
 		case cmdRegister, cmdDeregister:
 			flush()
 			out[i] = f.applyCatalog(&c, l.Index)
+		case cmdSession:
+			flush()
+			out[i] = f.applySession(c.sess, l.Index)
+		case cmdEvent:
+			flush()
+			out[i] = f.applyEvent(c.event, l.Index)
 		case cmdTxn:
 			flush()
 			w := f.store.Write()

@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
+	"time"
 
 	memdb "github.com/hashicorp/go-memdb"
 
@@ -170,9 +171,11 @@ func (s *Server) kvPut(w http.ResponseWriter, r *http.Request) error {
 		}
 		op.Verb = state.VerbCAS
 	}
-	if has(q, "acquire") || has(q, "release") {
-		sid := q.Get("acquire") + q.Get("release")
-		return &httpError{code: http.StatusInternalServerError, msg: fmt.Sprintf("invalid session %q", sid)}
+	switch {
+	case has(q, "acquire"):
+		op.Verb, op.Session = state.VerbLock, q.Get("acquire")
+	case has(q, "release"):
+		op.Verb, op.Session = state.VerbUnlock, q.Get("release")
 	}
 	if r.ContentLength > maxValueSize {
 		return tooLarge(r.ContentLength)
@@ -185,6 +188,11 @@ func (s *Server) kvPut(w http.ResponseWriter, r *http.Request) error {
 		return tooLarge(int64(len(body)))
 	}
 	op.Value = body
+	if op.Verb == state.VerbLock && time.Now().Before(s.store.LockDelay(key)) {
+		// A lock delay holds the key: refused without a write, as Consul.
+		writeRawJSON(w, http.StatusOK, []byte("false"))
+		return nil
+	}
 	return s.kvWrite(w, &op)
 }
 

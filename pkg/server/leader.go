@@ -51,6 +51,7 @@ func (s *Server) monitorLeadership(notify <-chan bool) {
 		case isLeader := <-notify:
 			s.ready.Store(false)
 			if !isLeader {
+				s.sessionTimers.clearAll()
 				continue
 			}
 			if err := s.barrier(); err != nil {
@@ -59,6 +60,7 @@ func (s *Server) monitorLeadership(notify <-chan bool) {
 				}
 				continue
 			}
+			s.rebuildSessionTimers()
 			s.ready.Store(true)
 			select {
 			case s.catalogKick <- struct{}{}:

@@ -51,6 +51,9 @@ type Options struct {
 	// NodeTimeout is how long the leader waits for an agent's heartbeat
 	// before it marks the agent's node's serfHealth critical (default 30s).
 	NodeTimeout time.Duration
+	// SessionTTLMin is the smallest session TTL accepted (Consul's
+	// session_ttl_min, default 10s).
+	SessionTTLMin time.Duration
 
 	Logger  *slog.Logger // nil discards
 	Metrics metrics.Sink // nil discards
@@ -64,6 +67,8 @@ const (
 	// DefaultNodeTimeout is how long an agent may miss heartbeats before its
 	// node turns critical.
 	DefaultNodeTimeout = 30 * time.Second
+	// DefaultSessionTTLMin is the smallest session TTL, as Consul's.
+	DefaultSessionTTLMin = 10 * time.Second
 )
 
 // With -dev the Raft log is a map in memory that only a snapshot truncates,
@@ -108,6 +113,8 @@ func (o *Options) Validate() error {
 		return invalid("snapshot interval %s, tombstone TTL %s: must not be negative", o.SnapshotInterval, o.TombstoneTTL)
 	case o.NodeTimeout < 0:
 		return invalid("-node-timeout %s: must be positive", o.NodeTimeout)
+	case o.SessionTTLMin < 0 || o.SessionTTLMin > 24*time.Hour:
+		return invalid("-session-ttl-min %s: must be between 0 and 24h", o.SessionTTLMin)
 	}
 	if o.HTTPAddr != "" {
 		if err := checkAddr("-http-addr", o.HTTPAddr, true); err != nil {
@@ -193,6 +200,9 @@ func (o *Options) withDefaults() {
 	}
 	if o.NodeTimeout == 0 {
 		o.NodeTimeout = DefaultNodeTimeout
+	}
+	if o.SessionTTLMin == 0 {
+		o.SessionTTLMin = DefaultSessionTTLMin
 	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)

@@ -56,6 +56,9 @@ type Server struct {
 	identity  identityKeeper
 	started   bool // New returned it: Close says "server stopped"
 
+	// sessionTimers destroy, on the leader, the sessions whose TTL ran out.
+	sessionTimers sessionTimers
+
 	peersMu        sync.Mutex
 	peers          map[string]peer // servers that said hello, for cluster formation
 	discoverRounds int             // owned by the discover goroutine

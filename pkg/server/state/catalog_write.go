@@ -211,6 +211,9 @@ func (w *WriteTxn) ensureCheck(node string, in *Check) {
 		w.touchService(svc.Service)
 	}
 	w.touchNode(node, svc == nil)
+	if c.Status == HealthCritical {
+		w.invalidateCheck(node, c.CheckID)
+	}
 }
 
 // Deregister applies one catalog deregistration. Removing what does not
@@ -242,6 +245,7 @@ func (w *WriteTxn) deleteCheck(node, id string) {
 		w.touchService(c.ServiceName)
 	}
 	w.touchNode(node, c.ServiceID == "")
+	w.invalidateCheck(node, c.CheckID)
 }
 
 func (w *WriteTxn) deleteService(node, id string) {
@@ -252,6 +256,7 @@ func (w *WriteTxn) deleteService(node, id string) {
 	for _, c := range w.serviceChecks(node, s.ID) {
 		w.remove(tableChecks, c)
 		w.setIndex(tableChecks, w.index)
+		w.invalidateCheck(node, c.CheckID)
 	}
 	w.remove(tableServices, s)
 	w.setIndex(tableServices, w.index)
@@ -264,6 +269,7 @@ func (w *WriteTxn) deleteNode(name string) {
 	if n == nil {
 		return
 	}
+	w.invalidateNode(name)
 	if checks := w.nodeChecks(name); len(checks) > 0 {
 		for _, c := range checks {
 			w.remove(tableChecks, c)

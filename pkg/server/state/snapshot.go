@@ -36,6 +36,8 @@ const (
 	recNode      = 4 // the catalog's records are JSON: they are few, and change shape
 	recService   = 5
 	recCheck     = 6
+	recSession   = 7
+	recEvent     = 8
 )
 
 // catalogRecords maps the catalog's snapshot records to their tables.
@@ -47,6 +49,8 @@ var catalogRecords = []struct {
 	{recNode, tableNodes, func() any { return new(Node) }},
 	{recService, tableServices, func() any { return new(Service) }},
 	{recCheck, tableChecks, func() any { return new(Check) }},
+	{recSession, tableSessions, func() any { return new(Session) }},
+	{recEvent, tableEvents, func() any { return new(Event) }},
 }
 
 type snapWriter struct {
@@ -67,7 +71,13 @@ func (sn *Snapshot) WriteTo(w io.Writer) (int64, error) {
 	sw := &snapWriter{w: bufio.NewWriterSize(w, 64<<10)}
 	sw.buf = append(sw.buf, snapMagic...)
 	each := func(table string, fn func(raw any)) error {
-		it, err := sn.txn.Get(table, "id_prefix", "")
+		var it memdb.ResultIterator
+		var err error
+		if table == tableEvents { // keyed by a number: no prefix index
+			it, err = sn.txn.LowerBound(table, "id", uint64(0))
+		} else {
+			it, err = sn.txn.Get(table, "id_prefix", "")
+		}
 		if err != nil {
 			return fmt.Errorf("snapshot %s: %w", table, err)
 		}
@@ -210,7 +220,7 @@ func (s *Store) Restore(r io.Reader) error {
 			obj, table = &Tombstone{Key: string(sr.bytes()), Index: sr.uvarint()}, tableTombstones
 		case recIndex:
 			obj, table = &tableIndex{Name: string(sr.bytes()), Value: sr.uvarint()}, tableIndexes
-		case recNode, recService, recCheck:
+		case recNode, recService, recCheck, recSession, recEvent:
 			rec := catalogRecords[kind-recNode]
 			obj, table = rec.new(), rec.table
 			if b := sr.bytes(); sr.err == nil {

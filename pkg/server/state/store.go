@@ -61,12 +61,19 @@ func schema() *memdb.DBSchema {
 			},
 		}
 	}
+	kvs := keyed(tableKVs, "Key")
+	// The keys a session holds, for its invalidation; an entry without a
+	// session is not in this index.
+	kvs.Indexes["session"] = &memdb.IndexSchema{Name: "session", AllowMissing: true,
+		Indexer: &memdb.StringFieldIndex{Field: "Session", Lowercase: true}}
 	tables := map[string]*memdb.TableSchema{
-		tableKVs:        keyed(tableKVs, "Key"),
+		tableKVs:        kvs,
 		tableTombstones: keyed(tableTombstones, "Key"),
 		tableIndexes:    keyed(tableIndexes, "Name"),
 	}
 	maps.Copy(tables, catalogTables())
+	maps.Copy(tables, sessionTables())
+	maps.Copy(tables, eventTables())
 	return &memdb.DBSchema{Tables: tables}
 }
 
@@ -76,6 +83,7 @@ type Store struct {
 	mu      sync.RWMutex // guards db and abandon, replaced on Restore
 	db      *memdb.MemDB
 	abandon chan struct{}
+	delays  lockDelays // kept across a restore: they are not state
 }
 
 // New returns an empty store.
@@ -124,7 +132,7 @@ func (r *ReadTxn) KVIndex() uint64 { return maxIndexTxn(r.txn, tableKVs, tableTo
 
 // Index returns the highest index of any table, the index of the whole store.
 func (r *ReadTxn) Index() uint64 {
-	return maxIndexTxn(r.txn, tableKVs, tableTombstones, tableIndexes, tableNodes, tableServices, tableChecks)
+	return maxIndexTxn(r.txn, tableKVs, tableTombstones, tableIndexes, tableNodes, tableServices, tableChecks, tableSessions)
 }
 
 // KVGet returns the entry at key (nil when missing) and the index of the

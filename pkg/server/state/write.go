@@ -1,7 +1,6 @@
 package state
 
 import (
-	"errors"
 	"fmt"
 
 	memdb "github.com/hashicorp/go-memdb"
@@ -10,9 +9,8 @@ import (
 // Verb is a KV operation, named as in Consul's txn API.
 type Verb string
 
-// The KV verbs. Lock, unlock and check-session belong to sessions, which
-// arrive in a later issue; they are recognised so the wire format has room
-// for them, and refused until then.
+// The KV verbs. Lock, unlock and check-session take a session (see
+// session.go).
 const (
 	VerbSet            Verb = "set"
 	VerbCAS            Verb = "cas"
@@ -60,12 +58,14 @@ type OpError struct {
 
 func (e OpError) Error() string { return fmt.Sprintf("op %d: %s", e.OpIndex, e.What) }
 
-// ErrNoSessions refuses session verbs until sessions exist.
-var ErrNoSessions = errors.New("sessions are not supported yet")
-
 // WriteTxn is an open write transaction at one Raft index.
 type WriteTxn struct {
 	txn   *memdb.Txn
+	store *Store
+	// delayed are the keys released by invalidated sessions, whose lock
+	// delays start when the transaction commits.
+	delayed []delayedKeys
+
 	index uint64
 	kvs   uint64 // index of the last change to the kvs table, 0 for none
 	tombs uint64 // index of the last change to the tombstones table
@@ -76,7 +76,7 @@ type WriteTxn struct {
 func (s *Store) Write() *WriteTxn {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	return &WriteTxn{txn: s.db.Txn(true)}
+	return &WriteTxn{txn: s.db.Txn(true), store: s}
 }
 
 // At sets the Raft index that the following operations are applied at.
@@ -94,10 +94,14 @@ func (w *WriteTxn) Commit() {
 		w.setIndex(indexReaped, w.reap)
 	}
 	w.txn.Commit()
+	for _, d := range w.delayed {
+		w.store.delays.set(d.keys, d.delay)
+	}
+	w.delayed = nil
 }
 
 // Abort drops every change of the transaction.
-func (w *WriteTxn) Abort() { w.txn.Abort() }
+func (w *WriteTxn) Abort() { w.txn.Abort(); w.delayed = nil }
 
 func (w *WriteTxn) setIndex(table string, index uint64) {
 	if err := w.txn.Insert(tableIndexes, &tableIndex{Name: table, Value: index}); err != nil {
@@ -181,8 +185,12 @@ func (w *WriteTxn) Apply(op *Op) (bool, error) {
 		w.delete(old)
 	case VerbDeleteTree:
 		w.deleteTree(op.Key)
-	case VerbLock, VerbUnlock:
-		return false, ErrNoSessions
+	case VerbLock:
+		_, ok, err := w.lock(op)
+		return ok, err
+	case VerbUnlock:
+		_, ok, err := w.unlock(op)
+		return ok, err
 	default:
 		return false, fmt.Errorf("unknown KV verb %q", op.Verb)
 	}
@@ -292,7 +300,7 @@ func readOp(r kvReader, op *Op) ([]*Entry, string) {
 		}
 		return nil, ""
 	case VerbCheckSession:
-		return nil, ErrNoSessions.Error()
+		return checkSession(r, op)
 	}
 	return nil, fmt.Sprintf("unknown KV verb %q", op.Verb)
 }
@@ -321,6 +329,26 @@ func (w *WriteTxn) Txn(ops []Op) TxnResult {
 				continue
 			}
 			res.Entries = append(res.Entries, w.set(op).withoutValue())
+		case VerbLock:
+			e, ok, err := w.lock(op)
+			switch {
+			case err != nil:
+				res.Errors = append(res.Errors, OpError{i, err.Error()})
+			case !ok:
+				res.Errors = append(res.Errors, OpError{i, fmt.Sprintf("failed to lock key %q, lock is already held", op.Key)})
+			default:
+				res.Entries = append(res.Entries, e.withoutValue())
+			}
+		case VerbUnlock:
+			e, ok, err := w.unlock(op)
+			switch {
+			case err != nil:
+				res.Errors = append(res.Errors, OpError{i, err.Error()})
+			case !ok:
+				res.Errors = append(res.Errors, OpError{i, fmt.Sprintf("failed to unlock key %q, lock isn't held, or is held by another session", op.Key)})
+			default:
+				res.Entries = append(res.Entries, e.withoutValue())
+			}
 		case VerbDeleteCAS:
 			ok, _ := w.Apply(op)
 			if !ok {
