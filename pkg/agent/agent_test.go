@@ -386,3 +386,31 @@ func TestPortInUseFailsBeforeRegistering(t *testing.T) {
 		t.Fatalf("node busy = %+v, %v; want none", n, err)
 	}
 }
+
+// A session created through an agent without a Node is the agent's node's
+// (as with Consul), and the events an agent lists are those for its node.
+func TestSessionsAndEventsAreTheAgentsNode(t *testing.T) {
+	srv := startServer(t)
+	a := startAgent(t, []string{srv.HTTPAddr()}, func(o *agent.Options) { o.NodeName = "agent-s" })
+	servertest.Eventually(t, "the agent's node in the catalog", func() bool {
+		n, _, err := srv.Client.Catalog().Node("agent-s", nil)
+		return err == nil && n != nil
+	})
+	id, _, err := a.c.Session().Create(&consulapi.SessionEntry{Name: "through-agent", Checks: []string{}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	se, _, err := srv.Client.Session().Info(id, nil)
+	if err != nil || se == nil || se.Node != "agent-s" {
+		t.Fatalf("session created through the agent = %+v, %v; want node agent-s", se, err)
+	}
+	for _, nodeFilter := range []string{"^agent-s$", "^elsewhere$"} {
+		if _, _, err := srv.Client.Event().Fire(&consulapi.UserEvent{Name: "deploy", NodeFilter: nodeFilter}, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	evs, _, err := a.c.Event().List("deploy", nil)
+	if err != nil || len(evs) != 1 || evs[0].NodeFilter != "^agent-s$" {
+		t.Fatalf("events listed through the agent = %+v, %v; want only the one for agent-s", evs, err)
+	}
+}

@@ -44,6 +44,9 @@ func (a *Agent) newProxy() http.Handler {
 			pr.Out.URL.Host = a.srv.addrs[a.srv.cur.Load()]
 			pr.Out.Host = ""
 			pr.SetXForwarded()
+			// The answers that depend on "the agent's node" (a session's default
+			// Node, the events it lists) are this node's, as with Consul.
+			pr.Out.Header.Set("X-Kvx-Node", a.opts.NodeName)
 		},
 		Transport:     &failover{a: a, base: base},
 		FlushInterval: -1,
