@@ -76,11 +76,12 @@ type Agent struct {
 
 	reloadMu sync.Mutex
 	beats    atomic.Int64 // heartbeats the servers took
+	watches  watchRunner
 }
 
 // LoadConfig reads a config dir (for -validate and reloads).
 func LoadConfig(dir string, enableScripts bool) (*config.Definitions, error) {
-	return config.LoadDir(dir, config.Options{EnableScriptChecks: enableScripts})
+	return config.LoadDir(dir, config.Options{EnableScriptChecks: enableScripts, ValidateWatch: validateWatch})
 }
 
 // New makes an agent: it loads the config dir (a bad file is an error
@@ -140,6 +141,7 @@ func New(opts Options) (*Agent, error) {
 		if err := a.state.LoadConfig(defs); err != nil {
 			return nil, err
 		}
+		a.watches.defs = defs.Watches
 	}
 	if err := a.restore(); err != nil {
 		return nil, err
@@ -237,7 +239,8 @@ func (a *Agent) Reload() error {
 	if err := a.state.LoadConfig(defs); err != nil {
 		return fmt.Errorf("reload %s: %w", a.opts.ConfigDir, err)
 	}
-	a.log.Info("config reloaded", "services", len(defs.Services), "checks", len(defs.AllChecks()))
+	a.setWatches(defs.Watches)
+	a.log.Info("config reloaded", "services", len(defs.Services), "checks", len(defs.AllChecks()), "watches", len(defs.Watches))
 	return nil
 }
 
@@ -265,8 +268,9 @@ func (a *Agent) Run(ctx context.Context) error {
 			}
 		}()
 	}
-	wg.Add(3)
+	wg.Add(4)
 	go func() { defer wg.Done(); _ = a.state.Run(runCtx) }()
+	go func() { defer wg.Done(); a.runWatches(runCtx) }()
 	go func() { defer wg.Done(); a.heartbeats(runCtx) }()
 	go func() { defer wg.Done(); a.learnDatacenter(runCtx) }()
 	a.log.Info("agent started", "node", a.opts.NodeName, "servers", a.opts.Join)

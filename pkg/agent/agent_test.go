@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync/atomic"
@@ -412,5 +413,79 @@ func TestSessionsAndEventsAreTheAgentsNode(t *testing.T) {
 	evs, _, err := a.c.Event().List("deploy", nil)
 	if err != nil || len(evs) != 1 || evs[0].NodeFilter != "^agent-s$" {
 		t.Fatalf("events listed through the agent = %+v, %v; want only the one for agent-s", evs, err)
+	}
+}
+
+// The config dir's watches run in the agent: a key watch's script handler
+// gets the key's JSON on stdin; its state in the data dir keeps a restarted
+// agent from running it again for the same value; a reload with a bad watch
+// is refused naming the file and entry, and one that drops the watch stops
+// it.
+func TestConfigDirWatches(t *testing.T) {
+	srv := startServer(t)
+	if _, err := srv.Client.KV().Put(&consulapi.KVPair{Key: "app/color", Value: []byte("blue")}, nil); err != nil {
+		t.Fatal(err)
+	}
+	dir, data := t.TempDir(), t.TempDir()
+	seen := filepath.Join(t.TempDir(), "seen")
+	watchJSON := `{"watches": [{"type": "key", "key": "app/color", "handler_type": "script",
+	  "args": ["sh", "-c", "cat >> ` + seen + `"]}]}`
+	writeFile(t, dir, "watch.json", watchJSON)
+	opts := func(o *agent.Options) {
+		o.ConfigDir, o.DataDir = dir, data
+	}
+	a := startAgent(t, []string{srv.HTTPAddr()}, opts)
+	runs := func() int { b, _ := os.ReadFile(seen); return strings.Count(string(b), `"Key":"app/color"`) }
+	servertest.Eventually(t, "the handler run at start", func() bool {
+		b, _ := os.ReadFile(seen)
+		return strings.Contains(string(b), `"Key":"app/color"`) && strings.Contains(string(b), `"Value":"Ymx1ZQ=="`)
+	})
+	if _, err := srv.Client.KV().Put(&consulapi.KVPair{Key: "app/color", Value: []byte("green")}, nil); err != nil {
+		t.Fatal(err)
+	}
+	servertest.Eventually(t, "the handler run for the change", func() bool { return runs() == 2 })
+
+	writeFile(t, dir, "bad.json", `{"watches": [{"type": "nosuchtype", "args": ["true"]}]}`)
+	if err := a.Reload(); err == nil || !strings.Contains(err.Error(), "bad.json: watches[0]") {
+		t.Fatalf("reload with a bad watch: %v; want an error naming bad.json: watches[0]", err)
+	}
+	if err := os.Remove(filepath.Join(dir, "bad.json")); err != nil {
+		t.Fatal(err)
+	}
+
+	// A restarted agent with the same data dir: the value is unchanged, so
+	// the handler does not run again; a change runs it.
+	a.stop()
+	b := startAgent(t, []string{srv.HTTPAddr()}, opts)
+	if _, err := srv.Client.KV().Put(&consulapi.KVPair{Key: "app/other", Value: []byte("x")}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := srv.Client.KV().Put(&consulapi.KVPair{Key: "app/color", Value: []byte("red")}, nil); err != nil {
+		t.Fatal(err)
+	}
+	servertest.Eventually(t, "the handler run for the change after the restart", func() bool {
+		b, _ := os.ReadFile(seen)
+		return strings.Contains(string(b), `"Value":"cmVk"`)
+	})
+	if n := runs(); n != 3 {
+		b, _ := os.ReadFile(seen)
+		t.Fatalf("handler runs = %d, want 3 (the restart re-ran it for an unchanged value):\n%s", n, b)
+	}
+
+	writeFile(t, dir, "watch.json", `{}`)
+	if err := b.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := srv.Client.KV().Put(&consulapi.KVPair{Key: "app/color", Value: []byte("black")}, nil); err != nil {
+		t.Fatal(err)
+	}
+	// A service registration through the agent is a round trip that the
+	// dropped watch would have had time to fire within; the handler count
+	// must stay.
+	if err := b.c.Agent().ServiceRegister(&consulapi.AgentServiceRegistration{Name: "probe"}); err != nil {
+		t.Fatal(err)
+	}
+	if n := runs(); n != 3 {
+		t.Fatalf("handler runs = %d after the watch was dropped, want 3", n)
 	}
 }

@@ -225,6 +225,13 @@ func (w *worker) handle(ctx context.Context, r *result, wake <-chan struct{}, ta
 	}
 }
 
+// StateName is a file name for the state of the watch with params: the
+// same for the same watch, different for another.
+func StateName(params map[string]any) string {
+	sum := sha256.Sum256([]byte(watchID(params)))
+	return hex.EncodeToString(sum[:8]) + ".json"
+}
+
 // watchID names a watch by its params, so a state file is not taken for
 // another watch's.
 func watchID(params map[string]any) string {

@@ -291,6 +291,17 @@ func (n *node) objects(canon string) []*node {
 	return out
 }
 
+// raw takes every field of n as it was written (JSON numbers as
+// json.Number), for a consumer that validates them itself.
+func (n *node) raw() map[string]any {
+	out := make(map[string]any, len(n.keys))
+	for nk, k := range n.keys {
+		n.used[nk] = true
+		out[k] = n.vals[nk]
+	}
+	return out
+}
+
 // unsupported refuses Consul fields kvx does not implement.
 func (n *node) unsupported(canon ...string) {
 	for _, c := range canon {

@@ -54,6 +54,7 @@ func LoadDir(dir string, opts Options) (*Definitions, error) {
 	for _, d := range files {
 		all.Services = append(all.Services, d.Services...)
 		all.Checks = append(all.Checks, d.Checks...)
+		all.Watches = append(all.Watches, d.Watches...)
 		all.Warnings = append(all.Warnings, d.Warnings...)
 	}
 	return all, nil

@@ -15,11 +15,14 @@ type Options struct {
 	// -enable-script-checks (or enable_local_script_checks) does. Without
 	// it a script check is an error.
 	EnableScriptChecks bool
+	// ValidateWatch, when set, checks each entry of "watches" (its error
+	// is reported with the file and the entry's place).
+	ValidateWatch func(params map[string]any) error
 }
 
 // topLevel are the keys of a config file kvx reads; other keys are
 // Consul agent settings, ignored with a warning.
-var topLevel = map[string]bool{"service": true, "services": true, "check": true, "checks": true}
+var topLevel = map[string]bool{"service": true, "services": true, "check": true, "checks": true, "watches": true}
 
 // ParseFile parses one config file's content. name is how errors and
 // warnings name the file (LoadDir passes the base name). The definitions
@@ -54,7 +57,7 @@ func parseFile(name string, data []byte, opts Options) (*Definitions, *errList) 
 	for _, nk := range sortedKeys(top.keys) {
 		if !topLevel[nk] {
 			top.used[nk] = true
-			defs.Warnings = append(defs.Warnings, fmt.Sprintf("%s: %s: ignored: only service, services, check and checks are read from agent config files", name, top.keys[nk]))
+			defs.Warnings = append(defs.Warnings, fmt.Sprintf("%s: %s: ignored: only service, services, check, checks and watches are read from agent config files", name, top.keys[nk]))
 		}
 	}
 	p := parser{file: name, opts: opts, errs: errs}
@@ -69,6 +72,15 @@ func parseFile(name string, data []byte, opts Options) (*Definitions, *errList) 
 	}
 	for _, n := range top.objects("checks") {
 		defs.Checks = append(defs.Checks, p.check(n, false))
+	}
+	for _, n := range top.objects("watches") {
+		w := Watch{File: name, Path: n.path, Params: n.raw()}
+		if opts.ValidateWatch != nil {
+			if err := opts.ValidateWatch(w.Params); err != nil {
+				errs.add(n.path, "%s", err)
+			}
+		}
+		defs.Watches = append(defs.Watches, w)
 	}
 	top.finish()
 	return defs, errs

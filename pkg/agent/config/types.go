@@ -28,8 +28,17 @@ const (
 type Definitions struct {
 	Services []Service
 	Checks   []Check // top-level checks; a service's own checks are in Service.Checks
+	Watches  []Watch
 	// Warnings are things skipped or ignored, each naming its file.
 	Warnings []string
+}
+
+// Watch is one entry of a file's "watches": Consul's watch parameters and
+// handler, as written (Options.ValidateWatch checks them).
+type Watch struct {
+	File   string // the file it came from
+	Path   string // its place in the file: watches[i]
+	Params map[string]any
 }
 
 // AllChecks returns every check: each service's own checks, then the
