@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"time"
 
+	kvxdns "github.com/kvxproject/kvx/pkg/dns"
 	"github.com/kvxproject/kvx/pkg/metrics"
 )
 
@@ -51,6 +52,14 @@ type Options struct {
 	// NodeTimeout is how long the leader waits for an agent's heartbeat
 	// before it marks the agent's node's serfHealth critical (default 30s).
 	NodeTimeout time.Duration
+
+	// DNS, when not nil, serves the DNS interface (package pkg/dns) on
+	// DNS.Addr from this node's state; its Datacenter is the server's.
+	DNS *kvxdns.Config
+	// DNSNoStale (-dns-allow-stale=false) makes a follower answer DNS only
+	// while it is in contact with its leader and has applied everything the
+	// leader committed; it answers SERVFAIL otherwise.
+	DNSNoStale bool
 
 	Logger  *slog.Logger // nil discards
 	Metrics metrics.Sink // nil discards
@@ -120,6 +129,13 @@ func (o *Options) Validate() error {
 		}
 		if err := checkRoutable(o.RaftAddr); err != nil {
 			return err
+		}
+	}
+	if o.DNS != nil {
+		c := *o.DNS
+		c.Datacenter = "dc" // checked with the real one at start
+		if err := c.Validate(); err != nil {
+			return invalid("%v", err)
 		}
 	}
 	for _, j := range o.Join {
