@@ -1,0 +1,239 @@
+package httpcatalog
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	consulapi "github.com/hashicorp/consul/api"
+
+	"github.com/kvxproject/kvx/pkg/client"
+	kvxdns "github.com/kvxproject/kvx/pkg/dns"
+)
+
+// Options configure a Catalog.
+type Options struct {
+	Client client.Options
+	// AllowStale reads with ?stale (any server answers), as -dns-allow-stale.
+	AllowStale bool
+	// Idle is how long a service's watch lives without a query (default 5m).
+	Idle time.Duration
+	// FirstFetch bounds the wait for the first answer of a service (default 2s).
+	FirstFetch time.Duration
+	Logger     *slog.Logger
+}
+
+// Catalog is a cached, blocking-query-fed view of the servers' catalog.
+type Catalog struct {
+	api  *consulapi.Client
+	opts Options
+	ctx  context.Context
+
+	mu    sync.Mutex
+	views map[string]*view // "service <name>" and "nodes"
+}
+
+// view is one watched answer.
+type view struct {
+	ready    chan struct{} // closed once the first fetch ended
+	mu       sync.RWMutex
+	data     any // []kvxdns.Instance or []kvxdns.Node
+	err      error
+	lastUsed atomic.Int64 // unix nanoseconds
+}
+
+// New returns a Catalog whose watches run until ctx is done.
+func New(ctx context.Context, opts Options) (*Catalog, error) {
+	api, err := client.New(opts.Client)
+	if err != nil {
+		return nil, err
+	}
+	if opts.Idle <= 0 {
+		opts.Idle = 5 * time.Minute
+	}
+	if opts.FirstFetch <= 0 {
+		opts.FirstFetch = 2 * time.Second
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	return &Catalog{api: api, opts: opts, ctx: ctx, views: map[string]*view{}}, nil
+}
+
+// Serve is what an agent calls to answer DNS: a DNS server (cfg as for a
+// server's; an empty Datacenter is asked of the servers) reading the
+// catalog of the servers at opts.Client through a Catalog. The watches stop
+// with ctx; Close the server.
+func Serve(ctx context.Context, cfg kvxdns.Config, opts Options) (*kvxdns.Server, error) {
+	c, err := New(ctx, opts)
+	if err != nil {
+		return nil, err
+	}
+	if cfg.Datacenter == "" {
+		self, err := c.api.Agent().Self()
+		if err != nil {
+			return nil, fmt.Errorf("dns: ask the servers for the datacenter: %w", err)
+		}
+		dc, _ := self["Config"]["Datacenter"].(string)
+		if dc == "" {
+			return nil, errors.New("dns: the servers did not say their datacenter")
+		}
+		cfg.Datacenter = dc
+	}
+	return kvxdns.New(cfg, c, opts.Logger)
+}
+
+// get returns the view of key, starting its watch with fetch on first use,
+// and waits for its first answer.
+func (c *Catalog) get(ctx context.Context, key string, fetch func(index uint64) (any, uint64, error)) (any, error) {
+	c.mu.Lock()
+	v := c.views[key]
+	if v == nil {
+		v = &view{ready: make(chan struct{})}
+		c.views[key] = v
+		v.lastUsed.Store(time.Now().UnixNano())
+		go c.watch(key, v, fetch)
+	}
+	c.mu.Unlock()
+	v.lastUsed.Store(time.Now().UnixNano())
+	t := time.NewTimer(c.opts.FirstFetch)
+	defer t.Stop()
+	select {
+	case <-v.ready:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	case <-t.C:
+		return nil, fmt.Errorf("%s: no answer from the servers within %s", key, c.opts.FirstFetch)
+	}
+	v.mu.RLock()
+	defer v.mu.RUnlock()
+	if v.data == nil {
+		return nil, v.err
+	}
+	return v.data, nil
+}
+
+// watch keeps v current with blocking queries until it is idle or the
+// catalog's context ends; then it forgets v.
+func (c *Catalog) watch(key string, v *view, fetch func(uint64) (any, uint64, error)) {
+	defer func() {
+		c.mu.Lock()
+		if c.views[key] == v {
+			delete(c.views, key)
+		}
+		c.mu.Unlock()
+	}()
+	var index uint64
+	backoff := 100 * time.Millisecond
+	first := true
+	for c.ctx.Err() == nil {
+		if !first && time.Since(time.Unix(0, v.lastUsed.Load())) > c.opts.Idle {
+			return
+		}
+		data, next, err := fetch(index)
+		v.mu.Lock()
+		if err == nil {
+			v.data, v.err = data, nil
+		} else {
+			v.err = err
+		}
+		v.mu.Unlock()
+		if first {
+			close(v.ready)
+			first = false
+		}
+		if err != nil {
+			if c.ctx.Err() != nil {
+				return
+			}
+			c.opts.Logger.Warn("dns: catalog watch failed", "watch", key, "err", err, "retry_in", backoff)
+			select {
+			case <-c.ctx.Done():
+				return
+			case <-time.After(backoff):
+			}
+			backoff = min(2*backoff, 10*time.Second)
+			continue
+		}
+		backoff = 100 * time.Millisecond
+		if next < index {
+			next = 0 // the index went backwards (a restore): start over
+		}
+		index = next
+	}
+}
+
+func (c *Catalog) query(index uint64) *consulapi.QueryOptions {
+	wait := min(c.opts.Idle, 5*time.Minute)
+	return (&consulapi.QueryOptions{AllowStale: c.opts.AllowStale, WaitIndex: index, WaitTime: wait}).WithContext(c.ctx)
+}
+
+// ServiceInstances implements kvxdns.Catalog.
+func (c *Catalog) ServiceInstances(ctx context.Context, service string) ([]kvxdns.Instance, error) {
+	data, err := c.get(ctx, "service "+strings.ToLower(service), func(index uint64) (any, uint64, error) {
+		entries, meta, err := c.api.Health().Service(service, "", false, c.query(index))
+		if err != nil {
+			return nil, 0, err
+		}
+		out := make([]kvxdns.Instance, 0, len(entries))
+		for _, e := range entries {
+			if e.Node == nil || e.Service == nil {
+				continue
+			}
+			status := kvxdns.StatusPassing
+			for _, ch := range e.Checks {
+				status = kvxdns.WorstStatus(status, ch.Status)
+			}
+			in := kvxdns.Instance{
+				Node: e.Node.Node, NodeAddress: e.Node.Address,
+				ID: e.Service.ID, Service: e.Service.Service, Address: e.Service.Address, Port: e.Service.Port,
+				Tags: e.Service.Tags, Status: status,
+				WeightPassing: e.Service.Weights.Passing, WeightWarning: e.Service.Weights.Warning,
+			}
+			out = append(out, in)
+		}
+		return out, meta.LastIndex, nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return data.([]kvxdns.Instance), nil
+}
+
+// Nodes implements kvxdns.Catalog.
+func (c *Catalog) Nodes(ctx context.Context) ([]kvxdns.Node, error) {
+	data, err := c.get(ctx, "nodes", func(index uint64) (any, uint64, error) {
+		nodes, meta, err := c.api.Catalog().Nodes(c.query(index))
+		if err != nil {
+			return nil, 0, err
+		}
+		out := make([]kvxdns.Node, len(nodes))
+		for i, n := range nodes {
+			out[i] = kvxdns.Node{Name: n.Node, Address: n.Address, Meta: n.Meta}
+		}
+		return out, meta.LastIndex, nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return data.([]kvxdns.Node), nil
+}
+
+// Node implements kvxdns.Catalog, from the node list.
+func (c *Catalog) Node(ctx context.Context, name string) (*kvxdns.Node, error) {
+	nodes, err := c.Nodes(ctx)
+	if err != nil {
+		return nil, err
+	}
+	for i := range nodes {
+		if strings.EqualFold(nodes[i].Name, name) {
+			return &nodes[i], nil
+		}
+	}
+	return nil, nil
+}

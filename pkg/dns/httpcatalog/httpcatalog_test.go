@@ -1,0 +1,104 @@
+package httpcatalog_test
+
+import (
+	"context"
+	"slices"
+	"sort"
+	"testing"
+	"time"
+
+	consulapi "github.com/hashicorp/consul/api"
+	"github.com/miekg/dns"
+
+	"github.com/kvxproject/kvx/pkg/client"
+	kvxdns "github.com/kvxproject/kvx/pkg/dns"
+	"github.com/kvxproject/kvx/pkg/dns/httpcatalog"
+	"github.com/kvxproject/kvx/pkg/servertest"
+)
+
+func register(t *testing.T, c *consulapi.Client, node, addr, id, status string) {
+	t.Helper()
+	_, err := c.Catalog().Register(&consulapi.CatalogRegistration{Node: node, Address: addr,
+		Service: &consulapi.AgentService{ID: id, Service: "web", Port: 80},
+		Checks:  consulapi.HealthChecks{{Node: node, CheckID: "c-" + id, Name: "c", Status: status, ServiceID: id}}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+func answers(t *testing.T, addr, name string, qtype uint16) (int, []string) {
+	t.Helper()
+	m := new(dns.Msg)
+	m.SetQuestion(name, qtype)
+	r, err := dns.Exchange(m, addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, rr := range r.Answer {
+		switch rr := rr.(type) {
+		case *dns.A:
+			out = append(out, rr.A.String())
+		case *dns.PTR:
+			out = append(out, rr.Ptr)
+		}
+	}
+	sort.Strings(out)
+	return r.Rcode, out
+}
+
+// An agent's DNS: the servers' catalog through their HTTP API, kept
+// current by blocking queries.
+func TestServeOverHTTP(t *testing.T) {
+	srv := servertest.Start(t)
+	register(t, srv.Client, "n1", "10.0.0.1", "web1", "passing")
+	register(t, srv.Client, "n2", "10.0.0.2", "web2", "passing")
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	d, err := httpcatalog.Serve(ctx, kvxdns.Config{Addr: "127.0.0.1:0"},
+		httpcatalog.Options{Client: client.Options{Address: srv.HTTPAddr()}, AllowStale: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	a := d.Addr()
+	if rc, got := answers(t, a, "web.service.dc1.consul.", dns.TypeA); rc != dns.RcodeSuccess || !slices.Equal(got, []string{"10.0.0.1", "10.0.0.2"}) {
+		t.Fatalf("web: %s %v", dns.RcodeToString[rc], got)
+	}
+	if rc, got := answers(t, a, "n2.node.consul.", dns.TypeA); rc != dns.RcodeSuccess || !slices.Equal(got, []string{"10.0.0.2"}) {
+		t.Fatalf("n2: %s %v", dns.RcodeToString[rc], got)
+	}
+	if rc, got := answers(t, a, "1.0.0.10.in-addr.arpa.", dns.TypePTR); rc != dns.RcodeSuccess || !slices.Equal(got, []string{"n1.node.dc1.consul."}) {
+		t.Fatalf("PTR: %s %v", dns.RcodeToString[rc], got)
+	}
+	if rc, _ := answers(t, a, "nope.service.consul.", dns.TypeA); rc != dns.RcodeNameError {
+		t.Fatalf("nope: %s", dns.RcodeToString[rc])
+	}
+	// A check going critical reaches the view through the blocking query.
+	register(t, srv.Client, "n2", "10.0.0.2", "web2", "critical")
+	servertest.Eventually(t, "n2 out of the answer", func() bool {
+		_, got := answers(t, a, "web.service.consul.", dns.TypeA)
+		return slices.Equal(got, []string{"10.0.0.1"})
+	})
+	// A new node reaches the node view.
+	register(t, srv.Client, "n3", "10.0.0.3", "web3", "passing")
+	servertest.Eventually(t, "n3 known", func() bool {
+		rc, got := answers(t, a, "n3.node.consul.", dns.TypeA)
+		return rc == dns.RcodeSuccess && slices.Equal(got, []string{"10.0.0.3"})
+	})
+}
+
+// Servers that do not answer: SERVFAIL, not a hang.
+func TestServersDown(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	d, err := httpcatalog.Serve(ctx, kvxdns.Config{Addr: "127.0.0.1:0", Datacenter: "dc1"},
+		httpcatalog.Options{Client: client.Options{Address: "127.0.0.1:1"}, FirstFetch: 500 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	if rc, _ := answers(t, d.Addr(), "web.service.consul.", dns.TypeA); rc != dns.RcodeServerFailure {
+		t.Fatalf("servers down: %s, want SERVFAIL", dns.RcodeToString[rc])
+	}
+}
