@@ -16,6 +16,7 @@ type serverOptions struct {
 	dogstatsdAddr string
 	logLevel      string
 	logJSON       bool
+	dns           dnsFlags
 }
 
 func newServerCmd() *cobra.Command {
@@ -42,6 +43,7 @@ datacenter and addresses from its first start, so a restart needs only
 	f.StringSliceVar(&o.Join, "join", nil, "raft address of another server to join (repeatable, or comma separated)")
 	f.DurationVar(&o.HeartbeatTimeout, "raft-timeout", 0, "Raft heartbeat and election timeout (default 1s, 50ms with -dev)")
 	f.DurationVar(&o.NodeTimeout, "node-timeout", server.DefaultNodeTimeout, "an agent whose heartbeats stop for this long has its node's serfHealth marked critical")
+	o.dns.register(f)
 	f.StringVar(&o.dogstatsdAddr, "dogstatsd-addr", "", "send metrics to this dogstatsd agent (host:port)")
 	f.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
 	f.BoolVar(&o.logJSON, "log-json", false, "log JSON lines instead of text")
@@ -51,6 +53,12 @@ datacenter and addresses from its first start, so a restart needs only
 func runServer(cmd *cobra.Command, o *serverOptions) error {
 	// Everything that can be checked without the data dir or the network is
 	// checked before anything is opened or bound: a usage error, exit 2.
+	dnsCfg, err := o.dns.config(cmd.Flags())
+	if err != nil {
+		return usageError{err}
+	}
+	o.DNS, o.DNSNoStale = dnsCfg, !o.dns.allowStale
+	o.DNSOptional = dnsCfg != nil && !cmd.Flags().Changed("dns-addr")
 	if err := o.Validate(); err != nil {
 		return usageError{err}
 	}

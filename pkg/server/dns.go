@@ -2,7 +2,9 @@ package server
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"syscall"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -22,6 +24,10 @@ func (s *Server) startDNS() error {
 	cfg := *s.opts.DNS
 	cfg.Datacenter = s.opts.Datacenter
 	d, err := kvxdns.New(cfg, dnsCatalog{s}, s.logger)
+	if err != nil && s.opts.DNSOptional && errors.Is(err, syscall.EADDRINUSE) {
+		s.logger.Warn("dns address in use: serving without DNS (give -dns-addr to choose one)", "addr", cfg.Addr, "err", err)
+		return nil
+	}
 	if err != nil {
 		return err
 	}

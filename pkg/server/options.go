@@ -60,6 +60,10 @@ type Options struct {
 	// while it is in contact with its leader and has applied everything the
 	// leader committed; it answers SERVFAIL otherwise.
 	DNSNoStale bool
+	// DNSOptional: when DNS.Addr is in use, log a warning and serve without
+	// DNS (kvx server's default address, so that several servers on one
+	// host start).
+	DNSOptional bool
 
 	Logger  *slog.Logger // nil discards
 	Metrics metrics.Sink // nil discards
