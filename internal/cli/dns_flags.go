@@ -26,7 +26,7 @@ type dnsFlags struct {
 const dnsOff = "off"
 
 func (d *dnsFlags) register(f *pflag.FlagSet) {
-	f.StringVar(&d.addr, "dns-addr", kvxdns.DefaultAddr, `DNS interface address, UDP and TCP ("" or "off": no DNS); when the default is taken, a warning and no DNS`)
+	f.StringVar(&d.addr, "dns-addr", kvxdns.DefaultAddr, `DNS interface address, UDP and TCP ("" or "off": no DNS; the built-in address in use: a warning, no DNS)`)
 	f.StringVar(&d.domain, "domain", kvxdns.DefaultDomain, "DNS domain answered (<svc>.service.<domain>, <node>.node.<domain>)")
 	f.BoolVar(&d.onlyPassing, "dns-only-passing", true, "answer only instances whose checks all pass (false: warning too; critical never)")
 	f.BoolVar(&d.allowStale, "dns-allow-stale", true, "answer DNS from this server's state even if it is a follower out of touch with its leader")

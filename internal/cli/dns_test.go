@@ -11,6 +11,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -267,4 +268,55 @@ func sorted(s []string) []string {
 		}
 	}
 	return out
+}
+
+// The Datadog pipeline with real processes: hostsgen | kvx in publishes
+// the healthy catalog as a hosts file, kvx out delivers it, dnsmasq
+// answers dig from it; after a check turns critical and the pipeline runs
+// again (then SIGHUP to dnsmasq), the instance's address is gone.
+func TestDnsmasqAnswersFromHostsgenFile(t *testing.T) {
+	bin := buildKVX(t)
+	srv := servertest.Start(t)
+	registerWeb(t, srv.Client, "web-1", "10.8.0.1", "passing")
+	registerWeb(t, srv.Client, "web-2", "10.8.0.2", "passing")
+	registerWeb(t, srv.Client, "web-3", "10.8.0.3", "passing")
+	// dnsmasq runs as nobody: the delivered file must be readable by it.
+	dir, err := os.MkdirTemp("", "kvx-hosts-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	hosts := filepath.Join(dir, "consul.hosts")
+	state := filepath.Join(t.TempDir(), "hostsgen.json")
+	pipeline := func() {
+		t.Helper()
+		sh := fmt.Sprintf("set -e -o pipefail; %[1]s hostsgen -http-addr %[2]s -state %[3]s | %[1]s in -k hosts -f - -http-addr %[2]s -node pusher; %[1]s out -k hosts -f %[4]s -http-addr %[2]s -node dnsmasq-host",
+			bin, srv.HTTPAddr(), state, hosts)
+		if out, err := exec.Command("bash", "-c", sh).CombinedOutput(); err != nil {
+			t.Fatalf("pipeline: %v\n%s", err, out)
+		}
+	}
+	pipeline()
+	b, err := os.ReadFile(hosts)
+	if err != nil || !strings.Contains(string(b), "10.8.0.2 web.service.consul\n") {
+		t.Fatalf("delivered hosts file: %q, %v", b, err)
+	}
+	d := startDnsmasq(t, "--addn-hosts="+hosts)
+	if got := strings.Join(sorted(d.dig(t, "web.service.consul")), " "); got != "10.8.0.1 10.8.0.2 10.8.0.3" {
+		t.Fatalf("dig web.service.consul from the hosts file: %q\ndnsmasq:\n%s", got, d.log.String())
+	}
+	if got := strings.Join(d.dig(t, "blue.web.service.consul"), " "); !strings.Contains(got, "10.8.0.2") {
+		t.Fatalf("dig blue.web.service.consul: %q", got)
+	}
+	registerWeb(t, srv.Client, "web-2", "10.8.0.2", "critical")
+	pipeline()
+	if err := d.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	servertest.Eventually(t, "10.8.0.2 out of dnsmasq's answer", func() bool {
+		return strings.Join(sorted(d.dig(t, "web.service.consul")), " ") == "10.8.0.1 10.8.0.3"
+	})
 }
