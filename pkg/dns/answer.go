@@ -30,10 +30,16 @@ func (s *Server) Answer(ctx context.Context, req *dns.Msg, network string) *dns.
 	}
 	q := req.Question[0]
 	name := strings.ToLower(q.Name)
+	// Over UDP without EDNS0 (or with 512 bytes) trim keeps UDPAnswerLimit
+	// records of the shuffled answer: build no more than those.
+	limit := 0
+	if edns := req.IsEdns0(); network == "udp" && (edns == nil || edns.UDPSize() <= dns.MinMsgSize) {
+		limit = s.cfg.UDPAnswerLimit
+	}
 	switch {
 	case dns.IsSubDomain(s.cfg.Domain, name):
 		resp.Authoritative = true
-		s.inDomain(ctx, resp, q.Qtype, name)
+		s.inDomain(ctx, resp, q.Qtype, name, limit)
 	case q.Qtype == dns.TypePTR && (dns.IsSubDomain("in-addr.arpa.", name) || dns.IsSubDomain("ip6.arpa.", name)):
 		if !s.ptr(ctx, resp, name) {
 			if len(s.cfg.Recursors) > 0 {
@@ -84,7 +90,7 @@ func (s *Server) servfail(resp *dns.Msg, what string, err error) {
 }
 
 // inDomain answers a name under the domain.
-func (s *Server) inDomain(ctx context.Context, resp *dns.Msg, qtype uint16, name string) {
+func (s *Server) inDomain(ctx context.Context, resp *dns.Msg, qtype uint16, name string, limit int) {
 	labels := dns.SplitDomainName(name)
 	labels = labels[:len(labels)-s.domainLabels]
 	if len(labels) == 0 {
@@ -107,15 +113,15 @@ func (s *Server) inDomain(ctx context.Context, resp *dns.Msg, qtype uint16, name
 	}
 	switch {
 	case kind == "service" && len(rest) == 1:
-		s.service(ctx, resp, qtype, name, rest[0], "")
+		s.service(ctx, resp, qtype, name, rest[0], "", limit)
 	case kind == "service" && len(rest) == 2 && strings.HasPrefix(rest[0], "_") && strings.HasPrefix(rest[1], "_"):
 		tag := rest[1][1:]
 		if tag == "tcp" { // _web._tcp: any instance, as RFC 2782's protocol label
 			tag = ""
 		}
-		s.service(ctx, resp, qtype, name, rest[0][1:], tag)
+		s.service(ctx, resp, qtype, name, rest[0][1:], tag, limit)
 	case kind == "service" && len(rest) == 2:
-		s.service(ctx, resp, qtype, name, rest[1], rest[0])
+		s.service(ctx, resp, qtype, name, rest[1], rest[0], limit)
 	case kind == "node" && len(rest) >= 1:
 		s.node(ctx, resp, qtype, name, strings.Join(rest, "."))
 	case kind == "addr" && len(rest) == 1:
@@ -132,7 +138,9 @@ func (s *Server) healthy(in *Instance) bool {
 	return in.Status == StatusPassing || in.Status == StatusWarning && s.cfg.AnswerWarning
 }
 
-func (s *Server) service(ctx context.Context, resp *dns.Msg, qtype uint16, qname, service, tag string) {
+// service answers a service query; with limit > 0, with at most limit
+// records.
+func (s *Server) service(ctx context.Context, resp *dns.Msg, qtype uint16, qname, service, tag string, limit int) {
 	all, err := s.cat.ServiceInstances(ctx, service)
 	if err != nil {
 		s.servfail(resp, qname, err)
@@ -155,6 +163,9 @@ func (s *Server) service(ctx context.Context, resp *dns.Msg, qtype uint16, qname
 	case dns.TypeA, dns.TypeAAAA, dns.TypeANY:
 		seen := make(map[string]bool, len(instances))
 		for _, in := range instances {
+			if limit > 0 && len(resp.Answer) == limit {
+				break
+			}
 			addr := in.Address
 			if addr == "" {
 				addr = in.NodeAddress
@@ -170,6 +181,9 @@ func (s *Server) service(ctx context.Context, resp *dns.Msg, qtype uint16, qname
 	case dns.TypeSRV:
 		extras := make(map[string]bool, len(instances))
 		for _, in := range instances {
+			if limit > 0 && len(resp.Answer) == limit {
+				break
+			}
 			weight := in.WeightPassing
 			if in.Status == StatusWarning {
 				weight = in.WeightWarning

@@ -3,7 +3,9 @@ package dns
 import "context"
 
 // Catalog is what the DNS server reads. Names are case-insensitive. An
-// error makes the answer SERVFAIL.
+// error makes the answer SERVFAIL. The slices returned are read-only for
+// the caller, so an implementation may hand out the same ones to many
+// queries.
 type Catalog interface {
 	// ServiceInstances returns every instance of a service, with its
 	// health; none (and no error) for an unknown service.

@@ -44,7 +44,7 @@ func New(cfg Config, cat Catalog, logger *slog.Logger) (*Server, error) {
 		return nil, err
 	}
 	s.addr = pc.LocalAddr().String()
-	s.udp = &dns.Server{PacketConn: pc, Handler: s, UDPSize: 65535}
+	s.udp = &dns.Server{PacketConn: pc, Handler: s, UDPSize: dns.DefaultMsgSize}
 	s.tcp = &dns.Server{Listener: ln, Handler: s}
 	for _, srv := range []*dns.Server{s.udp, s.tcp} {
 		started := make(chan struct{})

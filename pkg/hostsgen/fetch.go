@@ -58,14 +58,32 @@ func Fetch(ctx context.Context, api *consulapi.Client, o Options, stale bool) ([
 	return out, nil
 }
 
+// healthEntry is the part of a /v1/health/service answer hostsgen reads:
+// decoding only these fields costs about half of decoding the API's
+// ServiceEntry.
+type healthEntry struct {
+	Node struct {
+		Node    string
+		Address string
+		Meta    map[string]string
+	}
+	Service struct {
+		ID      string
+		Service string
+		Address string
+		Tags    []string
+	}
+	Checks []struct{ Status string }
+}
+
 func fetchService(api *consulapi.Client, name string, q *consulapi.QueryOptions) ([]Instance, error) {
-	entries, _, err := api.Health().Service(name, "", false, q)
-	if err != nil {
+	var entries []healthEntry
+	if _, err := api.Raw().Query("/v1/health/service/"+name, &entries, q); err != nil {
 		return nil, fmt.Errorf("service %s: %w", name, err)
 	}
 	out := make([]Instance, 0, len(entries))
 	for _, e := range entries {
-		if e.Node == nil || e.Service == nil {
+		if e.Node.Node == "" || e.Service.ID == "" {
 			continue
 		}
 		passing := true

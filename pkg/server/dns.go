@@ -4,9 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
+	"sync"
 	"syscall"
 	"time"
 
+	memdb "github.com/hashicorp/go-memdb"
 	"github.com/hashicorp/raft"
 
 	kvxdns "github.com/kvxproject/kvx/pkg/dns"
@@ -23,7 +26,7 @@ func (s *Server) startDNS() error {
 	}
 	cfg := *s.opts.DNS
 	cfg.Datacenter = s.opts.Datacenter
-	d, err := kvxdns.New(cfg, dnsCatalog{s}, s.logger)
+	d, err := kvxdns.New(cfg, dnsCatalog{s: s, cache: newDNSCache()}, s.logger)
 	if err != nil && s.opts.DNSOptional && errors.Is(err, syscall.EADDRINUSE) {
 		s.logger.Warn("dns address in use: serving without DNS (give -dns-addr to choose one)", "addr", cfg.Addr, "err", err)
 		return nil
@@ -43,8 +46,51 @@ func (s *Server) DNSAddr() string {
 	return s.dns.Addr()
 }
 
-// dnsCatalog is the server's kvxdns.Catalog.
-type dnsCatalog struct{ s *Server }
+// dnsCatalog is the server's kvxdns.Catalog. It keeps each service's
+// instances, converted, until the state store says they changed: the
+// watch channels of the service's own index entry (which every change to
+// its instances, their nodes or their checks moves) and the store's abandon
+// channel. A query on a warm service costs a few channel polls.
+type dnsCatalog struct {
+	s     *Server
+	cache *dnsCache
+}
+
+// dnsCacheMax bounds the services kept; a full cache starts over.
+const dnsCacheMax = 4096
+
+type dnsCache struct {
+	mu       sync.RWMutex
+	services map[string]*dnsCached
+	nodes    *dnsCached
+}
+
+type dnsCached struct {
+	watch []<-chan struct{} // closed when the data may have changed
+	data  any               // []kvxdns.Instance or []kvxdns.Node
+}
+
+func newDNSCache() *dnsCache { return &dnsCache{services: map[string]*dnsCached{}} }
+
+// fresh reports whether no watch channel of c has closed.
+func (c *dnsCached) fresh() bool {
+	for _, ch := range c.watch {
+		select {
+		case <-ch:
+			return false
+		default:
+		}
+	}
+	return true
+}
+
+func watchList(ws memdb.WatchSet, abandon <-chan struct{}) []<-chan struct{} {
+	out := make([]<-chan struct{}, 0, len(ws)+1)
+	for ch := range ws {
+		out = append(out, ch)
+	}
+	return append(out, abandon)
+}
 
 // fresh refuses, with -dns-allow-stale=false, to answer from a follower that
 // has not heard from its leader lately or has not applied everything the
@@ -67,7 +113,27 @@ func (c dnsCatalog) ServiceInstances(_ context.Context, service string) ([]kvxdn
 	if err := c.fresh(); err != nil {
 		return nil, err
 	}
-	_, hs := c.s.store.Read().ServiceHealth(nil, service)
+	key := strings.ToLower(service)
+	c.cache.mu.RLock()
+	e := c.cache.services[key]
+	c.cache.mu.RUnlock()
+	if e != nil && e.fresh() {
+		return e.data.([]kvxdns.Instance), nil
+	}
+	rt := c.s.store.Read()
+	ws := memdb.NewWatchSet()
+	_, hs := rt.ServiceHealth(ws, service)
+	out := toDNSInstances(hs)
+	c.cache.mu.Lock()
+	if len(c.cache.services) >= dnsCacheMax {
+		clear(c.cache.services)
+	}
+	c.cache.services[key] = &dnsCached{watch: watchList(ws, rt.AbandonCh()), data: out}
+	c.cache.mu.Unlock()
+	return out, nil
+}
+
+func toDNSInstances(hs []state.HealthInstance) []kvxdns.Instance {
 	out := make([]kvxdns.Instance, len(hs))
 	for i, h := range hs {
 		status := kvxdns.StatusPassing
@@ -83,7 +149,7 @@ func (c dnsCatalog) ServiceInstances(_ context.Context, service string) ([]kvxdn
 			WeightPassing: h.Service.Weights.Passing, WeightWarning: h.Service.Weights.Warning,
 		}
 	}
-	return out, nil
+	return out
 }
 
 func (c dnsCatalog) Node(_ context.Context, name string) (*kvxdns.Node, error) {
@@ -101,10 +167,21 @@ func (c dnsCatalog) Nodes(_ context.Context) ([]kvxdns.Node, error) {
 	if err := c.fresh(); err != nil {
 		return nil, err
 	}
-	_, nodes := c.s.store.Read().Nodes(nil)
+	c.cache.mu.RLock()
+	e := c.cache.nodes
+	c.cache.mu.RUnlock()
+	if e != nil && e.fresh() {
+		return e.data.([]kvxdns.Node), nil
+	}
+	rt := c.s.store.Read()
+	ws := memdb.NewWatchSet()
+	_, nodes := rt.Nodes(ws)
 	out := make([]kvxdns.Node, len(nodes))
 	for i, n := range nodes {
 		out[i] = kvxdns.Node{Name: n.Node, Address: n.Address, Meta: n.Meta}
 	}
+	c.cache.mu.Lock()
+	c.cache.nodes = &dnsCached{watch: watchList(ws, rt.AbandonCh()), data: out}
+	c.cache.mu.Unlock()
 	return out, nil
 }
