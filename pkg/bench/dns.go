@@ -90,10 +90,10 @@ func RunDNS(ctx context.Context, o DNSOptions) (DNSResult, error) {
 	ctx, cancel := context.WithTimeout(ctx, o.Duration)
 	defer cancel()
 	var (
-		mu          sync.Mutex
-		lats        []time.Duration
+		mu             sync.Mutex
+		lats           []time.Duration
 		lost, errCount atomic.Int64
-		wg          sync.WaitGroup
+		wg             sync.WaitGroup
 	)
 	start := time.Now()
 	for c := range o.Clients {
