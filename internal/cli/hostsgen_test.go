@@ -12,6 +12,7 @@ import (
 	consulapi "github.com/hashicorp/consul/api"
 
 	"github.com/kvxproject/kvx/pkg/servertest"
+	"github.com/kvxproject/kvx/pkg/transport"
 )
 
 func registerAt(t *testing.T, c *consulapi.Client, node, addr, id, svc, status string, tags ...string) {
@@ -158,4 +159,25 @@ func TestHostsgenWatch(t *testing.T) {
 		b, _ := os.ReadFile(marker)
 		return strings.Count(string(b), "ran") == 3
 	})
+}
+
+// The demo's hosts step: catalog -> hostsgen -> the push, and again after
+// a check turned critical.
+func TestDemoHosts(t *testing.T) {
+	srv := servertest.Start(t)
+	var pushed [][]byte
+	push := func(b []byte, _ string) (transport.PushResult, error) {
+		pushed = append(pushed, append([]byte{}, b...))
+		return transport.PushResult{Diff: "diff\n"}, nil
+	}
+	var out strings.Builder
+	if err := demoHosts(context.Background(), &out, srv.HTTPAddr(), push); err != nil {
+		t.Fatal(err)
+	}
+	if len(pushed) != 2 || !strings.Contains(string(pushed[0]), "10.2.0.12 web.service.consul\n") || strings.Contains(string(pushed[1]), "10.2.0.12 web.service.consul\n") {
+		t.Fatalf("pushed %q", pushed)
+	}
+	if !strings.Contains(out.String(), "registered 7 instances of web, api and db on 5 nodes") {
+		t.Fatalf("demo output: %s", out.String())
+	}
 }
