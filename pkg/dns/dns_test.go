@@ -13,6 +13,7 @@ import (
 	"github.com/miekg/dns"
 
 	kvxdns "github.com/kvxproject/kvx/pkg/dns"
+	"github.com/kvxproject/kvx/pkg/server"
 	"github.com/kvxproject/kvx/pkg/servertest"
 )
 
@@ -391,5 +392,25 @@ func TestBadConfigRefused(t *testing.T) {
 	c := kvxdns.Config{Datacenter: "dc1", Recursors: []string{"1.2.3.4", "[::1]"}}
 	if err := c.Validate(); err != nil || !slices.Equal(c.Recursors, []string{"1.2.3.4:53", "[::1]:53"}) {
 		t.Fatalf("recursors %v, %v", c.Recursors, err)
+	}
+}
+
+// DNSOptional (kvx server's built-in address): a taken address means a
+// server without DNS, not a server that does not start; an address given
+// explicitly must be free.
+func TestDNSAddressInUse(t *testing.T) {
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pc.Close()
+	taken := pc.LocalAddr().String()
+	srv := servertest.Start(t, servertest.WithDNS(func(c *kvxdns.Config) { c.Addr = taken }), func(o *server.Options) { o.DNSOptional = true })
+	if srv.DNSAddr() != "" {
+		t.Fatalf("DNS on %s, which was taken", srv.DNSAddr())
+	}
+	_, err = server.New(server.Options{Dev: true, NodeName: "x", HTTPAddr: "127.0.0.1:0", RaftAddr: "127.0.0.1:0", DNS: &kvxdns.Config{Addr: taken}})
+	if err == nil || !strings.Contains(err.Error(), "address already in use") {
+		t.Fatalf("explicit taken address: %v", err)
 	}
 }

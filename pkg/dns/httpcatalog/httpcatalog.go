@@ -121,16 +121,22 @@ func (c *Catalog) get(ctx context.Context, key string, fetch func(index uint64) 
 // watch keeps v current with blocking queries until it is idle or the
 // catalog's context ends; then it forgets v.
 func (c *Catalog) watch(key string, v *view, fetch func(uint64) (any, uint64, error)) {
+	first := true
 	defer func() {
 		c.mu.Lock()
 		if c.views[key] == v {
 			delete(c.views, key)
 		}
 		c.mu.Unlock()
+		if first { // stopped before its first answer: say why
+			v.mu.Lock()
+			v.err = fmt.Errorf("%s: %w", key, c.ctx.Err())
+			v.mu.Unlock()
+			close(v.ready)
+		}
 	}()
 	var index uint64
 	backoff := 100 * time.Millisecond
-	first := true
 	for c.ctx.Err() == nil {
 		if !first && time.Since(time.Unix(0, v.lastUsed.Load())) > c.opts.Idle {
 			return

@@ -102,3 +102,21 @@ func TestServersDown(t *testing.T) {
 		t.Fatalf("servers down: %s, want SERVFAIL", dns.RcodeToString[rc])
 	}
 }
+
+// After its context ends, a Catalog answers at once with an error.
+func TestStoppedCatalog(t *testing.T) {
+	srv := servertest.Start(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	c, err := httpcatalog.New(ctx, httpcatalog.Options{Client: client.Options{Address: srv.HTTPAddr()}, FirstFetch: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.ServiceInstances(context.Background(), "consul"); err != nil {
+		t.Fatal(err)
+	}
+	cancel()
+	servertest.Eventually(t, "an error once stopped", func() bool {
+		_, err := c.ServiceInstances(context.Background(), "other")
+		return err != nil
+	})
+}
