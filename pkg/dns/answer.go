@@ -51,7 +51,7 @@ func (s *Server) Answer(ctx context.Context, req *dns.Msg, network string) *dns.
 		return s.recurse(req, network)
 	}
 	if edns := req.IsEdns0(); edns != nil {
-		resp.SetEdns0(max(edns.UDPSize(), dns.MinMsgSize), false)
+		resp.SetEdns0(min(max(edns.UDPSize(), dns.MinMsgSize), maxEDNSSize), false)
 	}
 	trim(req, resp, network, s.cfg.UDPAnswerLimit)
 	return resp

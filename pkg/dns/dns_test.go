@@ -195,6 +195,11 @@ func TestUnknownNamesAndTypes(t *testing.T) {
 	expect(t, query(t, a, "web.service.consul.", dns.TypeMX), dns.RcodeSuccess)
 	expect(t, query(t, a, "n1.node.consul.", dns.TypeAAAA), dns.RcodeSuccess)
 	expect(t, query(t, a, "v6.service.consul.", dns.TypeA), dns.RcodeSuccess)
+	// The domain itself: its SOA; no NS.
+	if r := query(t, a, "consul.", dns.TypeSOA); r.Rcode != dns.RcodeSuccess || len(r.Answer) != 1 || r.Answer[0].(*dns.SOA).Ns != "ns.consul." {
+		t.Fatalf("consul. SOA: %v", r)
+	}
+	expect(t, query(t, a, "consul.", dns.TypeNS), dns.RcodeSuccess)
 	// Names outside the domain without recursors: REFUSED.
 	if r := query(t, a, "example.org.", dns.TypeA); r.Rcode != dns.RcodeRefused {
 		t.Fatalf("example.org without recursors: %s, want REFUSED", dns.RcodeToString[r.Rcode])
@@ -293,6 +298,19 @@ func TestTruncationAndTCP(t *testing.T) {
 	}
 	if got := values(r.Extra); !slices.Equal(got, all) {
 		t.Fatalf("SRV over TCP extras: %v", got)
+	}
+
+	// A client claiming a 65535-byte buffer gets at most 4096 bytes over UDP.
+	for i := range 120 {
+		register(t, srv.Client, fmt.Sprintf("a-node-with-a-long-enough-name-%03d", i), fmt.Sprintf("10.3.%d.%d", i/250, i%250+1),
+			&consulapi.AgentService{ID: "huge", Service: "huge", Port: 80}, "passing")
+	}
+	r = query(t, a, "huge.service.consul.", dns.TypeSRV, edns(65535))
+	if r.Compress = true; !r.Truncated || r.Len() > 4096 || r.Len() < 3000 || r.IsEdns0().UDPSize() != 4096 {
+		t.Fatalf("SRV with EDNS0 65535: %d bytes, TC %v, OPT %v; want at most 4096, TC", r.Len(), r.Truncated, r.IsEdns0())
+	}
+	if r := query(t, a, "huge.service.consul.", dns.TypeSRV, overTCP); len(r.Answer) != 120 {
+		t.Fatalf("SRV over TCP: %d answers, want 120", len(r.Answer))
 	}
 
 	// Default limit 3.

@@ -6,10 +6,14 @@ import (
 	"github.com/miekg/dns"
 )
 
+// maxEDNSSize caps the UDP answers to an EDNS0 client, whatever buffer it
+// says it has: a larger datagram is fragmented, and fragments get lost.
+const maxEDNSSize = 4096
+
 // trim fits an answer to its transport. Over UDP without EDNS0 the answer
 // is first cut to limit records (no TC bit: the limit spreads load on
 // purpose). Then, over UDP, records are dropped from the end until the
-// message fits 512 bytes or the client's EDNS0 size, and the TC bit says
+// message fits 512 bytes or the client's EDNS0 size (at most 4096), and the TC bit says
 // so; over TCP, only what exceeds a DNS message's 65535 bytes is dropped.
 // The additional section keeps only the records of the SRV targets left.
 func trim(req, resp *dns.Msg, network string, limit int) {
@@ -17,7 +21,7 @@ func trim(req, resp *dns.Msg, network string, limit int) {
 	if network == "udp" {
 		maxSize = dns.MinMsgSize
 		if edns := req.IsEdns0(); edns != nil && int(edns.UDPSize()) > maxSize {
-			maxSize = int(edns.UDPSize())
+			maxSize = min(int(edns.UDPSize()), maxEDNSSize)
 		}
 		if maxSize == dns.MinMsgSize && len(resp.Answer) > limit {
 			resp.Answer = resp.Answer[:limit]
