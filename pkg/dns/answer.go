@@ -84,7 +84,12 @@ func (s *Server) nodata(resp *dns.Msg) {
 }
 
 func (s *Server) servfail(resp *dns.Msg, what string, err error) {
-	s.logger.Warn("dns: catalog read failed", "query", what, "err", err)
+	// At most one warning every 10 s: a failing catalog under load must
+	// not flood the log.
+	now := time.Now().UnixNano()
+	if last := s.lastWarn.Load(); now-last > int64(10*time.Second) && s.lastWarn.CompareAndSwap(last, now) {
+		s.logger.Warn("dns: catalog read failed, answering SERVFAIL", "query", what, "err", err)
+	}
 	resp.Rcode = dns.RcodeServerFailure
 	resp.Answer, resp.Extra, resp.Ns = nil, nil, nil
 }

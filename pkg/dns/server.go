@@ -8,6 +8,7 @@ import (
 	"net"
 	"strconv"
 	"sync"
+	"sync/atomic"
 
 	"github.com/miekg/dns"
 )
@@ -25,6 +26,7 @@ type Server struct {
 	addr     string
 	wg       sync.WaitGroup
 	once     sync.Once
+	lastWarn atomic.Int64 // unix nanoseconds of the last SERVFAIL warning
 }
 
 // New validates cfg, binds its address over UDP and TCP (with port 0, one
