@@ -3,6 +3,7 @@ package cli
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"net"
 	"os"
 	"os/exec"
@@ -17,6 +18,7 @@ import (
 
 	consulapi "github.com/hashicorp/consul/api"
 	"github.com/miekg/dns"
+	"github.com/spf13/pflag"
 
 	"github.com/kvxproject/kvx/pkg/client"
 	"github.com/kvxproject/kvx/pkg/servertest"
@@ -319,4 +321,37 @@ func TestDnsmasqAnswersFromHostsgenFile(t *testing.T) {
 	servertest.Eventually(t, "10.8.0.2 out of dnsmasq's answer", func() bool {
 		return strings.Join(sorted(d.dig(t, "web.service.consul")), " ") == "10.8.0.1 10.8.0.3"
 	})
+}
+
+// What kvx agent will call: the DNS flags served over the servers' HTTP API.
+func TestDNSFlagsServeOverHTTP(t *testing.T) {
+	srv := servertest.Start(t)
+	registerWeb(t, srv.Client, "a1", "10.9.0.1", "passing")
+	var d dnsFlags
+	f := pflag.NewFlagSet("agent", pflag.ContinueOnError)
+	d.register(f)
+	if err := f.Parse([]string{"--dns-addr", "127.0.0.1:0", "--dns-service-ttl", "web=9s"}); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	dsrv, err := d.serveOverHTTP(ctx, f, client.Options{Address: srv.HTTPAddr()}, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dsrv.Close()
+	r := dnsQuery(t, dsrv.Addr(), "web.service.consul.", dns.TypeA)
+	if len(r.Answer) != 1 || r.Answer[0].(*dns.A).A.String() != "10.9.0.1" || r.Answer[0].Header().Ttl != 9 {
+		t.Fatalf("web over HTTP: %v", r.Answer)
+	}
+	// DNS off: nothing served.
+	var off dnsFlags
+	f = pflag.NewFlagSet("agent", pflag.ContinueOnError)
+	off.register(f)
+	if err := f.Parse([]string{"--dns-addr", "off"}); err != nil {
+		t.Fatal(err)
+	}
+	if s, err := off.serveOverHTTP(ctx, f, client.Options{Address: srv.HTTPAddr()}, slog.New(slog.DiscardHandler)); s != nil || err != nil {
+		t.Fatalf("-dns-addr off: %v, %v", s, err)
+	}
 }
