@@ -162,22 +162,39 @@ func TestHostsgenWatch(t *testing.T) {
 }
 
 // The demo's hosts step: catalog -> hostsgen -> the push, and again after
-// a check turned critical.
+// a check turned critical; on an empty catalog (it registers services) and
+// on one the demo's fleet already filled (web on every node, as
+// demo_catalog.go registers them).
 func TestDemoHosts(t *testing.T) {
-	srv := servertest.Start(t)
-	var pushed [][]byte
-	push := func(b []byte, _ string) (transport.PushResult, error) {
-		pushed = append(pushed, append([]byte{}, b...))
-		return transport.PushResult{Diff: "diff\n"}, nil
-	}
-	var out strings.Builder
-	if err := demoHosts(context.Background(), &out, srv.HTTPAddr(), push); err != nil {
-		t.Fatal(err)
-	}
-	if len(pushed) != 2 || !strings.Contains(string(pushed[0]), "10.2.0.12 web.service.consul\n") || strings.Contains(string(pushed[1]), "10.2.0.12 web.service.consul\n") {
-		t.Fatalf("pushed %q", pushed)
-	}
-	if !strings.Contains(out.String(), "registered 7 instances of web, api and db on 5 nodes") {
-		t.Fatalf("demo output: %s", out.String())
+	for _, filled := range []bool{false, true} {
+		t.Run(fmt.Sprintf("filled=%v", filled), func(t *testing.T) {
+			srv := servertest.Start(t)
+			gone := "10.2.0.11 api.service.consul\n" // api on app-1: first by service and node
+			if filled {
+				for i := range 20 {
+					registerAt(t, srv.Client, fmt.Sprintf("node-%03d", i), fmt.Sprintf("10.0.0.%d", i+1), "web", "web", "passing", "demo")
+				}
+				gone = "10.0.0.1 web.service.consul\n"
+			}
+			var pushed [][]byte
+			push := func(b []byte, _ string) (transport.PushResult, error) {
+				pushed = append(pushed, append([]byte{}, b...))
+				return transport.PushResult{Diff: "diff\n"}, nil
+			}
+			var out strings.Builder
+			if err := demoHosts(context.Background(), &out, srv.HTTPAddr(), push); err != nil {
+				t.Fatal(err)
+			}
+			if len(pushed) != 2 || !strings.Contains(string(pushed[0]), gone) || strings.Contains(string(pushed[1]), gone) {
+				t.Fatalf("pushed %q; want %q in the first file only", pushed, gone)
+			}
+			registered := strings.Contains(out.String(), "registered 7 instances of web, api and db on 5 nodes")
+			if registered == filled {
+				t.Fatalf("filled %v, demo output: %s", filled, out.String())
+			}
+			if filled && !strings.Contains(out.String(), "... (48 more lines)") {
+				t.Fatalf("the 60-line file is not cut to 12 lines: %s", out.String())
+			}
+		})
 	}
 }
