@@ -19,6 +19,10 @@ import (
 // The DNS interface (pkg/dns) of a server reads the catalog straight from
 // the in-memory state store: no Raft round, no HTTP.
 
+// dnsServer is the DNS server a Server runs (its field is declared with
+// this name so that server.go need not import pkg/dns).
+type dnsServer = kvxdns.Server
+
 // startDNS serves DNS when the options ask for it.
 func (s *Server) startDNS() error {
 	if s.opts.DNS == nil {

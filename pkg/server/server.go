@@ -18,7 +18,6 @@ import (
 	raftwal "github.com/hashicorp/raft-wal"
 	"github.com/hashicorp/raft-wal/metadb"
 
-	kvxdns "github.com/kvxproject/kvx/pkg/dns"
 	"github.com/kvxproject/kvx/pkg/server/state"
 )
 
@@ -35,7 +34,7 @@ type Server struct {
 	mux       *muxListener
 	closers   []io.Closer
 
-	dns         *kvxdns.Server // nil unless Options.DNS
+	dns         *dnsServer // nil unless Options.DNS
 	httpLn      net.Listener
 	httpSrv     *http.Server
 	internalSrv *http.Server
