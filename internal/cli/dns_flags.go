@@ -75,16 +75,17 @@ func (d *dnsFlags) config(f *pflag.FlagSet) (*kvxdns.Config, error) {
 }
 
 // serveOverHTTP is DNS for a process without a state store (kvx agent):
-// the flags' configuration, answered from the catalog of the servers at c
-// through a blocking-query-fed cache, until ctx ends (then Close the
-// server). It returns nil, nil when DNS is off, or when the built-in
-// address is taken (with a warning), as kvx server does.
-func (d *dnsFlags) serveOverHTTP(ctx context.Context, f *pflag.FlagSet, c client.Options, logger *slog.Logger) (*kvxdns.Server, error) {
+// the flags' configuration, answered from the catalog of the servers
+// (HTTP addresses, read from one and moving to the next when it fails; c
+// gives the token) through a blocking-query-fed cache, until ctx ends (then
+// Close the server). It returns nil, nil when DNS is off, or when the
+// built-in address is taken (with a warning), as kvx server does.
+func (d *dnsFlags) serveOverHTTP(ctx context.Context, f *pflag.FlagSet, servers []string, c client.Options, logger *slog.Logger) (*kvxdns.Server, error) {
 	cfg, err := d.config(f)
 	if err != nil || cfg == nil {
 		return nil, err
 	}
-	srv, err := httpcatalog.Serve(ctx, *cfg, httpcatalog.Options{Client: c, AllowStale: d.allowStale, Logger: logger})
+	srv, err := httpcatalog.Serve(ctx, *cfg, httpcatalog.Options{Client: c, Servers: servers, AllowStale: d.allowStale, Logger: logger})
 	if err != nil && !f.Changed("dns-addr") && errors.Is(err, syscall.EADDRINUSE) {
 		logger.Warn("dns address in use: running without DNS (give -dns-addr to choose one)", "addr", cfg.Addr, "err", err)
 		return nil, nil

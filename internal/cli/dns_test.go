@@ -335,7 +335,14 @@ func TestDNSFlagsServeOverHTTP(t *testing.T) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	dsrv, err := d.serveOverHTTP(ctx, f, client.Options{Address: srv.HTTPAddr()}, slog.New(slog.DiscardHandler))
+	// The first server is down: the second answers.
+	dead, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadAddr := dead.Addr().String()
+	dead.Close()
+	dsrv, err := d.serveOverHTTP(ctx, f, []string{deadAddr, srv.HTTPAddr()}, client.Options{}, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -351,7 +358,7 @@ func TestDNSFlagsServeOverHTTP(t *testing.T) {
 	if err := f.Parse([]string{"--dns-addr", "off"}); err != nil {
 		t.Fatal(err)
 	}
-	if s, err := off.serveOverHTTP(ctx, f, client.Options{Address: srv.HTTPAddr()}, slog.New(slog.DiscardHandler)); s != nil || err != nil {
+	if s, err := off.serveOverHTTP(ctx, f, []string{srv.HTTPAddr()}, client.Options{}, slog.New(slog.DiscardHandler)); s != nil || err != nil {
 		t.Fatalf("-dns-addr off: %v, %v", s, err)
 	}
 }

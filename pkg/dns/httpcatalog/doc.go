@@ -6,5 +6,7 @@
 // (Options.Idle); the node list likewise, on /v1/catalog/nodes. Queries are
 // answered from that view, so a DNS query costs no HTTP request once the
 // service is warm. When a refresh fails, the last answer is kept (stale is
-// better than nothing for DNS) and the watch retries with backoff.
+// better than nothing for DNS) and the watch retries with backoff; given
+// several servers (Options.Servers, an agent's -join list), reads move to
+// the next one when one fails.
 package httpcatalog

@@ -18,7 +18,13 @@ import (
 
 // Options configure a Catalog.
 type Options struct {
+	// Client says how to reach the servers (address, token, datacenter;
+	// CONSUL_HTTP_* fill what it leaves empty).
 	Client client.Options
+	// Servers, when given, are the HTTP addresses of several servers (an
+	// agent's -join list), each with Client's other settings: the view reads
+	// from one, and moves to the next when a read fails.
+	Servers []string
 	// AllowStale reads with ?stale (any server answers), as -dns-allow-stale.
 	AllowStale bool
 	// Idle is how long a service's watch lives without a query (default 5m).
@@ -30,7 +36,8 @@ type Options struct {
 
 // Catalog is a cached, blocking-query-fed view of the servers' catalog.
 type Catalog struct {
-	api  *consulapi.Client
+	apis []*consulapi.Client // one per server
+	cur  atomic.Int64        // the one read from
 	opts Options
 	ctx  context.Context
 
@@ -49,9 +56,19 @@ type view struct {
 
 // New returns a Catalog whose watches run until ctx is done.
 func New(ctx context.Context, opts Options) (*Catalog, error) {
-	api, err := client.New(opts.Client)
-	if err != nil {
-		return nil, err
+	var apis []*consulapi.Client
+	addrs := opts.Servers
+	if len(addrs) == 0 {
+		addrs = []string{opts.Client.Address}
+	}
+	for _, a := range addrs {
+		o := opts.Client
+		o.Address = a
+		api, err := client.New(o)
+		if err != nil {
+			return nil, err
+		}
+		apis = append(apis, api)
 	}
 	if opts.Idle <= 0 {
 		opts.Idle = 5 * time.Minute
@@ -62,7 +79,28 @@ func New(ctx context.Context, opts Options) (*Catalog, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &Catalog{api: api, opts: opts, ctx: ctx, views: map[string]*view{}}, nil
+	return &Catalog{apis: apis, opts: opts, ctx: ctx, views: map[string]*view{}}, nil
+}
+
+// api is the client of the server read from now, and its number.
+func (c *Catalog) api() (*consulapi.Client, int64) {
+	i := c.cur.Load()
+	return c.apis[i], i
+}
+
+// failed moves the reads to the next server after server i failed (once,
+// however many views saw it fail).
+func (c *Catalog) failed(i int64) {
+	if len(c.apis) > 1 && c.cur.CompareAndSwap(i, (i+1)%int64(len(c.apis))) {
+		c.opts.Logger.Warn("dns: catalog reads move to the next server", "from", c.opts.serverName(i), "to", c.opts.serverName((i+1)%int64(len(c.apis))))
+	}
+}
+
+func (o *Options) serverName(i int64) string {
+	if len(o.Servers) == 0 {
+		return o.Client.Address
+	}
+	return o.Servers[i]
 }
 
 // Serve is what an agent calls to answer DNS: a DNS server (cfg as for a
@@ -75,22 +113,32 @@ func Serve(ctx context.Context, cfg kvxdns.Config, opts Options) (*kvxdns.Server
 		return nil, err
 	}
 	if cfg.Datacenter == "" {
-		self, err := c.api.Agent().Self()
-		if err != nil {
-			return nil, fmt.Errorf("dns: ask the servers for the datacenter: %w", err)
+		var errs []error
+		for i, api := range c.apis {
+			self, err := api.Agent().Self()
+			if err != nil {
+				errs = append(errs, err)
+				continue
+			}
+			dc, _ := self["Config"]["Datacenter"].(string)
+			if dc == "" {
+				errs = append(errs, fmt.Errorf("%s did not say its datacenter", c.opts.serverName(int64(i))))
+				continue
+			}
+			cfg.Datacenter = dc
+			c.cur.Store(int64(i))
+			break
 		}
-		dc, _ := self["Config"]["Datacenter"].(string)
-		if dc == "" {
-			return nil, errors.New("dns: the servers did not say their datacenter")
+		if cfg.Datacenter == "" {
+			return nil, fmt.Errorf("dns: ask the servers for the datacenter: %w", errors.Join(errs...))
 		}
-		cfg.Datacenter = dc
 	}
 	return kvxdns.New(cfg, c, opts.Logger)
 }
 
 // get returns the view of key, starting its watch with fetch on first use,
 // and waits for its first answer.
-func (c *Catalog) get(ctx context.Context, key string, fetch func(index uint64) (any, uint64, error)) (any, error) {
+func (c *Catalog) get(ctx context.Context, key string, fetch fetchFunc) (any, error) {
 	c.mu.Lock()
 	v := c.views[key]
 	if v == nil {
@@ -120,7 +168,10 @@ func (c *Catalog) get(ctx context.Context, key string, fetch func(index uint64) 
 
 // watch keeps v current with blocking queries until it is idle or the
 // catalog's context ends; then it forgets v.
-func (c *Catalog) watch(key string, v *view, fetch func(uint64) (any, uint64, error)) {
+// fetchFunc reads one answer from api, blocking past index.
+type fetchFunc func(api *consulapi.Client, index uint64) (any, uint64, error)
+
+func (c *Catalog) watch(key string, v *view, fetch fetchFunc) {
 	first := true
 	defer func() {
 		c.mu.Lock()
@@ -137,11 +188,20 @@ func (c *Catalog) watch(key string, v *view, fetch func(uint64) (any, uint64, er
 	}()
 	var index uint64
 	backoff := 100 * time.Millisecond
+	tries := 0 // of the first answer
 	for c.ctx.Err() == nil {
 		if !first && time.Since(time.Unix(0, v.lastUsed.Load())) > c.opts.Idle {
 			return
 		}
-		data, next, err := fetch(index)
+		api, server := c.api()
+		data, next, err := fetch(api, index)
+		if tries++; err != nil && first && tries < len(c.apis) && c.ctx.Err() == nil {
+			// The first answer is awaited by a query: try the next
+			// server at once.
+			c.opts.Logger.Warn("dns: catalog read failed", "watch", key, "server", c.opts.serverName(server), "err", err)
+			c.failed(server)
+			continue
+		}
 		v.mu.Lock()
 		if err == nil {
 			v.data, v.err = data, nil
@@ -157,7 +217,9 @@ func (c *Catalog) watch(key string, v *view, fetch func(uint64) (any, uint64, er
 			if c.ctx.Err() != nil {
 				return
 			}
-			c.opts.Logger.Warn("dns: catalog watch failed", "watch", key, "err", err, "retry_in", backoff)
+			c.opts.Logger.Warn("dns: catalog watch failed", "watch", key, "server", c.opts.serverName(server), "err", err, "retry_in", backoff)
+			c.failed(server)
+			index = 0 // another server has other indexes
 			select {
 			case <-c.ctx.Done():
 				return
@@ -181,8 +243,8 @@ func (c *Catalog) query(index uint64) *consulapi.QueryOptions {
 
 // ServiceInstances implements kvxdns.Catalog.
 func (c *Catalog) ServiceInstances(ctx context.Context, service string) ([]kvxdns.Instance, error) {
-	data, err := c.get(ctx, "service "+strings.ToLower(service), func(index uint64) (any, uint64, error) {
-		entries, meta, err := c.api.Health().Service(service, "", false, c.query(index))
+	data, err := c.get(ctx, "service "+strings.ToLower(service), func(api *consulapi.Client, index uint64) (any, uint64, error) {
+		entries, meta, err := api.Health().Service(service, "", false, c.query(index))
 		if err != nil {
 			return nil, 0, err
 		}
@@ -213,8 +275,8 @@ func (c *Catalog) ServiceInstances(ctx context.Context, service string) ([]kvxdn
 
 // Nodes implements kvxdns.Catalog.
 func (c *Catalog) Nodes(ctx context.Context) ([]kvxdns.Node, error) {
-	data, err := c.get(ctx, "nodes", func(index uint64) (any, uint64, error) {
-		nodes, meta, err := c.api.Catalog().Nodes(c.query(index))
+	data, err := c.get(ctx, "nodes", func(api *consulapi.Client, index uint64) (any, uint64, error) {
+		nodes, meta, err := api.Catalog().Nodes(c.query(index))
 		if err != nil {
 			return nil, 0, err
 		}

@@ -2,6 +2,7 @@ package httpcatalog_test
 
 import (
 	"context"
+	"net"
 	"slices"
 	"sort"
 	"testing"
@@ -119,4 +120,28 @@ func TestStoppedCatalog(t *testing.T) {
 		_, err := c.ServiceInstances(context.Background(), "other")
 		return err != nil
 	})
+}
+
+// Several servers: reads move to the next when one fails, and the first
+// query does not fail because the first server is down.
+func TestServersFailover(t *testing.T) {
+	b := servertest.Start(t)
+	register(t, b.Client, "n1", "10.0.0.1", "web1", "passing")
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dead := ln.Addr().String()
+	ln.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	d, err := httpcatalog.Serve(ctx, kvxdns.Config{Addr: "127.0.0.1:0"},
+		httpcatalog.Options{Servers: []string{dead, b.HTTPAddr()}, AllowStale: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	if rc, got := answers(t, d.Addr(), "web.service.consul.", dns.TypeA); rc != dns.RcodeSuccess || !slices.Equal(got, []string{"10.0.0.1"}) {
+		t.Fatalf("web with the first server down: %s %v", dns.RcodeToString[rc], got)
+	}
 }
