@@ -2,15 +2,13 @@ package cli
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
-	"syscall"
 	"time"
 
+	consulapi "github.com/hashicorp/consul/api"
 	"github.com/spf13/pflag"
 
-	"github.com/kvxproject/kvx/pkg/client"
 	kvxdns "github.com/kvxproject/kvx/pkg/dns"
 	"github.com/kvxproject/kvx/pkg/dns/httpcatalog"
 )
@@ -52,6 +50,9 @@ func (d *dnsFlags) config(f *pflag.FlagSet) (*kvxdns.Config, error) {
 		}
 		return nil, nil
 	}
+	if d.udpAnswerLimit < 1 { // 0 would mean the default to Config
+		return nil, fmt.Errorf("-dns-udp-answer-limit %d: must be from 1 to %d", d.udpAnswerLimit, kvxdns.MaxUDPAnswerLimit)
+	}
 	cfg := &kvxdns.Config{
 		Addr: d.addr, Domain: d.domain, AnswerWarning: !d.onlyPassing, NodeTTL: d.nodeTTL,
 		UDPAnswerLimit: d.udpAnswerLimit, Recursors: append([]string{}, d.recursors...),
@@ -74,21 +75,22 @@ func (d *dnsFlags) config(f *pflag.FlagSet) (*kvxdns.Config, error) {
 	return cfg, nil
 }
 
-// serveOverHTTP is DNS for a process without a state store (kvx agent):
-// the flags' configuration, answered from the catalog of the servers
-// (HTTP addresses, read from one and moving to the next when it fails; c
-// gives the token) through a blocking-query-fed cache, until ctx ends (then
-// Close the server). It returns nil, nil when DNS is off, or when the
-// built-in address is taken (with a warning), as kvx server does.
-func (d *dnsFlags) serveOverHTTP(ctx context.Context, f *pflag.FlagSet, servers []string, c client.Options, logger *slog.Logger) (*kvxdns.Server, error) {
+// listener is DNS for kvx agent, in one call beside its HTTP listener:
+//
+//	l, err := o.dns.listener(cmd.Flags(), a.Call, logger) // usage error if err
+//	if l != nil {
+//		a.Listen(l)
+//	}
+//
+// The flags' configuration, answered from the servers' catalog read
+// through call (the agent's, with its failover) and kept current by
+// blocking queries; the datacenter is learned from the servers. nil when
+// DNS is off; the built-in address taken is a warning and no DNS, as for
+// kvx server.
+func (d *dnsFlags) listener(f *pflag.FlagSet, call func(context.Context, func(*consulapi.Client) error) error, logger *slog.Logger) (*httpcatalog.Listener, error) {
 	cfg, err := d.config(f)
 	if err != nil || cfg == nil {
 		return nil, err
 	}
-	srv, err := httpcatalog.Serve(ctx, *cfg, httpcatalog.Options{Client: c, Servers: servers, AllowStale: d.allowStale, Logger: logger})
-	if err != nil && !f.Changed("dns-addr") && errors.Is(err, syscall.EADDRINUSE) {
-		logger.Warn("dns address in use: running without DNS (give -dns-addr to choose one)", "addr", cfg.Addr, "err", err)
-		return nil, nil
-	}
-	return srv, err
+	return httpcatalog.NewListener(*cfg, httpcatalog.Options{Call: call, AllowStale: d.allowStale, Logger: logger}, !f.Changed("dns-addr"))
 }

@@ -117,6 +117,7 @@ func TestServerDNSFlagsRefused(t *testing.T) {
 		{[]string{"-dns-service-ttl", "web=soon"}, `-dns-service-ttl "web=soon"`},
 		{[]string{"-dns-service-ttl", "w*b=1s"}, `-dns-service-ttl "w*b"`},
 		{[]string{"-dns-udp-answer-limit", "9"}, "-dns-udp-answer-limit 9: must be from 1 to 8"},
+		{[]string{"-dns-udp-answer-limit", "0"}, "-dns-udp-answer-limit 0: must be from 1 to 8"},
 		{[]string{"-dns-addr", "nowhere"}, `-dns-addr "nowhere"`},
 		{[]string{"-dns-recursors", "1.2.3.4:x"}, `-dns-recursors "1.2.3.4:x"`},
 		{[]string{"-domain", "a b"}, `-domain "a b."`},
@@ -323,42 +324,49 @@ func TestDnsmasqAnswersFromHostsgenFile(t *testing.T) {
 	})
 }
 
-// What kvx agent will call: the DNS flags served over the servers' HTTP API.
-func TestDNSFlagsServeOverHTTP(t *testing.T) {
+// What kvx agent will call: the DNS flags as a listener reading through
+// the agent's Call.
+func TestDNSFlagsListener(t *testing.T) {
 	srv := servertest.Start(t)
 	registerWeb(t, srv.Client, "a1", "10.9.0.1", "passing")
-	var d dnsFlags
-	f := pflag.NewFlagSet("agent", pflag.ContinueOnError)
-	d.register(f)
-	if err := f.Parse([]string{"--dns-addr", "127.0.0.1:0", "--dns-service-ttl", "web=9s"}); err != nil {
+	api, err := client.New(client.Options{Address: srv.HTTPAddr()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	call := func(_ context.Context, f func(*consulapi.Client) error) error { return f(api) }
+	parse := func(args ...string) (*dnsFlags, *pflag.FlagSet) {
+		var d dnsFlags
+		f := pflag.NewFlagSet("agent", pflag.ContinueOnError)
+		d.register(f)
+		if err := f.Parse(args); err != nil {
+			t.Fatal(err)
+		}
+		return &d, f
+	}
+	d, f := parse("--dns-addr", "127.0.0.1:0", "--dns-service-ttl", "web=9s")
+	l, err := d.listener(f, call, slog.New(slog.DiscardHandler))
+	if err != nil || l == nil {
+		t.Fatalf("listener: %v, %v", l, err)
+	}
+	if err := l.Bind(); err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	// The first server is down: the second answers.
-	dead, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	done := make(chan error, 1)
+	go func() { done <- l.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	servertest.Eventually(t, "web through the listener", func() bool {
+		r := dnsQuery(t, l.Addr(), "web.service.consul.", dns.TypeA)
+		return len(r.Answer) == 1 && r.Answer[0].(*dns.A).A.String() == "10.9.0.1" && r.Answer[0].Header().Ttl == 9
+	})
+	// DNS off: no listener.
+	d, f = parse("--dns-addr", "off")
+	if l, err := d.listener(f, call, slog.New(slog.DiscardHandler)); l != nil || err != nil {
+		t.Fatalf("-dns-addr off: %v, %v", l, err)
 	}
-	deadAddr := dead.Addr().String()
-	dead.Close()
-	dsrv, err := d.serveOverHTTP(ctx, f, []string{deadAddr, srv.HTTPAddr()}, client.Options{}, slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer dsrv.Close()
-	r := dnsQuery(t, dsrv.Addr(), "web.service.consul.", dns.TypeA)
-	if len(r.Answer) != 1 || r.Answer[0].(*dns.A).A.String() != "10.9.0.1" || r.Answer[0].Header().Ttl != 9 {
-		t.Fatalf("web over HTTP: %v", r.Answer)
-	}
-	// DNS off: nothing served.
-	var off dnsFlags
-	f = pflag.NewFlagSet("agent", pflag.ContinueOnError)
-	off.register(f)
-	if err := f.Parse([]string{"--dns-addr", "off"}); err != nil {
-		t.Fatal(err)
-	}
-	if s, err := off.serveOverHTTP(ctx, f, []string{srv.HTTPAddr()}, client.Options{}, slog.New(slog.DiscardHandler)); s != nil || err != nil {
-		t.Fatalf("-dns-addr off: %v, %v", s, err)
+	// A bad value: an error (the agent's usage error).
+	d, f = parse("--dns-udp-answer-limit", "0")
+	if _, err := d.listener(f, call, slog.New(slog.DiscardHandler)); err == nil {
+		t.Fatal("-dns-udp-answer-limit 0 accepted")
 	}
 }

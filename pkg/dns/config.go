@@ -26,7 +26,7 @@ const (
 type Config struct {
 	Addr       string // UDP and TCP listen address; port 0 picks a free port for both
 	Domain     string // default "consul."
-	Datacenter string // the only datacenter answered (required)
+	Datacenter string // the only datacenter answered (required by New; a Listener may learn it)
 
 	// AnswerWarning also answers instances whose worst check is warning
 	// (Consul's only_passing=false); critical ones are never answered.
@@ -56,9 +56,6 @@ func (c *Config) Validate() error {
 	c.Domain = dns.CanonicalName(c.Domain)
 	if _, ok := dns.IsDomainName(c.Domain); !ok || c.Domain == "." || !validLabels(c.Domain) {
 		return fmt.Errorf("-domain %q: not a domain name", c.Domain)
-	}
-	if c.Datacenter == "" {
-		return fmt.Errorf("dns: a datacenter is required")
 	}
 	if c.UDPAnswerLimit == 0 {
 		c.UDPAnswerLimit = DefaultUDPAnswerLimit

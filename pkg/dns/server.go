@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 
@@ -26,28 +27,59 @@ type Server struct {
 	addr     string
 	wg       sync.WaitGroup
 	once     sync.Once
+	serving  atomic.Bool
 	lastWarn atomic.Int64 // unix nanoseconds of the last SERVFAIL warning
 }
 
 // New validates cfg, binds its address over UDP and TCP (with port 0, one
 // free port for both) and serves until Close. logger may be nil.
 func New(cfg Config, cat Catalog, logger *slog.Logger) (*Server, error) {
+	if cfg.Datacenter == "" {
+		return nil, errors.New("dns: a datacenter is required")
+	}
+	s, err := newServer(cfg, cat, logger)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.bind(); err != nil {
+		return nil, err
+	}
+	s.serve()
+	return s, nil
+}
+
+// newServer validates cfg and prepares a server that binds nothing yet.
+func newServer(cfg Config, cat Catalog, logger *slog.Logger) (*Server, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	s := &Server{cfg: cfg, cat: cat, logger: logger, dc: dns.CanonicalName(cfg.Datacenter)}
-	s.dc = s.dc[:len(s.dc)-1]
-	s.domainLabels = dns.CountLabel(cfg.Domain)
-	pc, ln, err := listen(cfg.Addr)
+	s := &Server{cfg: cfg, cat: cat, logger: logger, domainLabels: dns.CountLabel(cfg.Domain)}
+	s.setDatacenter(cfg.Datacenter)
+	return s, nil
+}
+
+func (s *Server) setDatacenter(dc string) {
+	s.cfg.Datacenter = dc
+	s.dc = strings.TrimSuffix(dns.CanonicalName(dc), ".")
+}
+
+// bind takes the address, UDP and TCP.
+func (s *Server) bind() error {
+	pc, ln, err := listen(s.cfg.Addr)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	s.addr = pc.LocalAddr().String()
 	s.udp = &dns.Server{PacketConn: pc, Handler: s, UDPSize: dns.DefaultMsgSize}
 	s.tcp = &dns.Server{Listener: ln, Handler: s}
+	return nil
+}
+
+// serve answers on the bound sockets until Close.
+func (s *Server) serve() {
 	for _, srv := range []*dns.Server{s.udp, s.tcp} {
 		started := make(chan struct{})
 		srv.NotifyStartedFunc = func() { close(started) }
@@ -60,8 +92,8 @@ func New(cfg Config, cat Catalog, logger *slog.Logger) (*Server, error) {
 		}()
 		<-started
 	}
-	s.logger.Info("dns started", "addr", s.addr, "domain", cfg.Domain, "only_passing", !cfg.AnswerWarning)
-	return s, nil
+	s.serving.Store(true)
+	s.logger.Info("dns started", "addr", s.addr, "domain", s.cfg.Domain, "datacenter", s.cfg.Datacenter, "only_passing", !s.cfg.AnswerWarning)
 }
 
 // listen binds addr over UDP and TCP. With port 0, the TCP port is the one
@@ -91,12 +123,18 @@ func listen(addr string) (net.PacketConn, net.Listener, error) {
 // Addr is the bound address (UDP and TCP).
 func (s *Server) Addr() string { return s.addr }
 
-// Close stops serving.
+// Close stops serving (or releases the bound ports of a server that never
+// served).
 func (s *Server) Close() error {
 	var err error
 	s.once.Do(func() {
-		err = errors.Join(s.udp.Shutdown(), s.tcp.Shutdown())
-		s.wg.Wait()
+		switch {
+		case s.serving.Load():
+			err = errors.Join(s.udp.Shutdown(), s.tcp.Shutdown())
+			s.wg.Wait()
+		case s.udp != nil:
+			err = errors.Join(s.udp.PacketConn.Close(), s.tcp.Listener.Close())
+		}
 	})
 	return err
 }

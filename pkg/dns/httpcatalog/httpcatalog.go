@@ -25,6 +25,10 @@ type Options struct {
 	// agent's -join list), each with Client's other settings: the view reads
 	// from one, and moves to the next when a read fails.
 	Servers []string
+	// Call, when given, runs every read instead of the clients above: the
+	// owner's own way to reach the servers (kvx agent's Call, with its
+	// failover).
+	Call func(ctx context.Context, f func(*consulapi.Client) error) error
 	// AllowStale reads with ?stale (any server answers), as -dns-allow-stale.
 	AllowStale bool
 	// Idle is how long a service's watch lives without a query (default 5m).
@@ -60,6 +64,9 @@ func New(ctx context.Context, opts Options) (*Catalog, error) {
 	addrs := opts.Servers
 	if len(addrs) == 0 {
 		addrs = []string{opts.Client.Address}
+	}
+	if opts.Call != nil {
+		addrs = nil
 	}
 	for _, a := range addrs {
 		o := opts.Client
@@ -97,6 +104,9 @@ func (c *Catalog) failed(i int64) {
 }
 
 func (o *Options) serverName(i int64) string {
+	if o.Call != nil {
+		return "(the owner's)"
+	}
 	if len(o.Servers) == 0 {
 		return o.Client.Address
 	}
@@ -113,27 +123,85 @@ func Serve(ctx context.Context, cfg kvxdns.Config, opts Options) (*kvxdns.Server
 		return nil, err
 	}
 	if cfg.Datacenter == "" {
-		var errs []error
-		for i, api := range c.apis {
-			self, err := api.Agent().Self()
-			if err != nil {
-				errs = append(errs, err)
-				continue
-			}
-			dc, _ := self["Config"]["Datacenter"].(string)
-			if dc == "" {
-				errs = append(errs, fmt.Errorf("%s did not say its datacenter", c.opts.serverName(int64(i))))
-				continue
-			}
-			cfg.Datacenter = dc
-			c.cur.Store(int64(i))
-			break
-		}
-		if cfg.Datacenter == "" {
-			return nil, fmt.Errorf("dns: ask the servers for the datacenter: %w", errors.Join(errs...))
+		if cfg.Datacenter, err = c.Datacenter(ctx); err != nil {
+			return nil, err
 		}
 	}
 	return kvxdns.New(cfg, c, opts.Logger)
+}
+
+// Datacenter asks the servers for their datacenter (agent/self).
+func (c *Catalog) Datacenter(ctx context.Context) (string, error) {
+	ask := func(api *consulapi.Client) (string, error) {
+		self, err := api.Agent().Self()
+		if err != nil {
+			return "", err
+		}
+		dc, _ := self["Config"]["Datacenter"].(string)
+		if dc == "" {
+			return "", errors.New("agent/self names no datacenter")
+		}
+		return dc, nil
+	}
+	if c.opts.Call != nil {
+		var dc string
+		err := c.opts.Call(ctx, func(api *consulapi.Client) (err error) {
+			dc, err = ask(api)
+			return err
+		})
+		if err != nil {
+			return "", fmt.Errorf("dns: ask the servers for the datacenter: %w", err)
+		}
+		return dc, nil
+	}
+	var errs []error
+	for i, api := range c.apis {
+		dc, err := ask(api)
+		if err == nil {
+			c.cur.Store(int64(i))
+			return dc, nil
+		}
+		errs = append(errs, fmt.Errorf("%s: %w", c.opts.serverName(int64(i)), err))
+	}
+	return "", fmt.Errorf("dns: ask the servers for the datacenter: %w", errors.Join(errs...))
+}
+
+// Listener is a DNS listener for a process that binds its ports before it
+// starts (kvx agent: a.Listen(l)): Bind, then Run serves until its context
+// ends, learning the datacenter from the servers first when cfg has none.
+type Listener struct {
+	*kvxdns.Listener
+	cancel context.CancelFunc // stops the Catalog's watches
+}
+
+// NewListener returns a DNS listener reading the catalog through opts
+// (typically Options{Call: agent.Call, AllowStale: ...}); optional makes a
+// taken address a warning and no DNS, as for kvx's built-in address.
+func NewListener(cfg kvxdns.Config, opts Options, optional bool) (*Listener, error) {
+	ctx, cancel := context.WithCancel(context.Background())
+	c, err := New(ctx, opts)
+	if err != nil {
+		cancel()
+		return nil, err
+	}
+	l, err := kvxdns.NewListener(cfg, c, opts.Logger, kvxdns.ListenerOptions{Optional: optional, Datacenter: c.Datacenter})
+	if err != nil {
+		cancel()
+		return nil, err
+	}
+	return &Listener{Listener: l, cancel: cancel}, nil
+}
+
+// Run serves until ctx ends.
+func (l *Listener) Run(ctx context.Context) error {
+	defer l.cancel()
+	return l.Listener.Run(ctx)
+}
+
+// Close releases the ports when Run never ran.
+func (l *Listener) Close() error {
+	l.cancel()
+	return l.Listener.Close()
 }
 
 // get returns the view of key, starting its watch with fetch on first use,
@@ -193,8 +261,22 @@ func (c *Catalog) watch(key string, v *view, fetch fetchFunc) {
 		if !first && time.Since(time.Unix(0, v.lastUsed.Load())) > c.opts.Idle {
 			return
 		}
-		api, server := c.api()
-		data, next, err := fetch(api, index)
+		var (
+			data   any
+			next   uint64
+			err    error
+			server int64
+		)
+		if c.opts.Call != nil {
+			err = c.opts.Call(c.ctx, func(api *consulapi.Client) (err error) {
+				data, next, err = fetch(api, index)
+				return err
+			})
+		} else {
+			var api *consulapi.Client
+			api, server = c.api()
+			data, next, err = fetch(api, index)
+		}
 		if tries++; err != nil && first && tries < len(c.apis) && c.ctx.Err() == nil {
 			// The first answer is awaited by a query: try the next
 			// server at once.
@@ -218,7 +300,9 @@ func (c *Catalog) watch(key string, v *view, fetch fetchFunc) {
 				return
 			}
 			c.opts.Logger.Warn("dns: catalog watch failed", "watch", key, "server", c.opts.serverName(server), "err", err, "retry_in", backoff)
-			c.failed(server)
+			if c.opts.Call == nil {
+				c.failed(server)
+			}
 			index = 0 // another server has other indexes
 			select {
 			case <-c.ctx.Done():

@@ -5,6 +5,7 @@ import (
 	"net"
 	"slices"
 	"sort"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -144,4 +145,112 @@ func TestServersFailover(t *testing.T) {
 	if rc, got := answers(t, d.Addr(), "web.service.consul.", dns.TypeA); rc != dns.RcodeSuccess || !slices.Equal(got, []string{"10.0.0.1"}) {
 		t.Fatalf("web with the first server down: %s %v", dns.RcodeToString[rc], got)
 	}
+}
+
+// The agent's way: a Listener reading through the owner's Call (here: the
+// servers in turn, the first one down), bound first, then run; it learns
+// the datacenter from the servers.
+func TestListenerThroughCall(t *testing.T) {
+	srv := servertest.Start(t)
+	register(t, srv.Client, "n1", "10.0.0.1", "web1", "passing")
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dead := ln.Addr().String()
+	ln.Close()
+	var apis []*consulapi.Client
+	for _, a := range []string{dead, srv.HTTPAddr()} {
+		c, err := client.New(client.Options{Address: a})
+		if err != nil {
+			t.Fatal(err)
+		}
+		apis = append(apis, c)
+	}
+	var calls atomic.Int64
+	call := func(ctx context.Context, f func(*consulapi.Client) error) error {
+		calls.Add(1)
+		var err error
+		for _, api := range apis {
+			if err = f(api); err == nil || ctx.Err() != nil {
+				return err
+			}
+		}
+		return err
+	}
+	l, err := httpcatalog.NewListener(kvxdns.Config{Addr: "127.0.0.1:0"}, httpcatalog.Options{Call: call, AllowStale: true}, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Bind(); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- l.Run(ctx) }()
+	servertest.Eventually(t, "web through the listener", func() bool {
+		rc, got := answers(t, l.Addr(), "web.service.dc1.consul.", dns.TypeA)
+		return rc == dns.RcodeSuccess && slices.Equal(got, []string{"10.0.0.1"})
+	})
+	if calls.Load() == 0 {
+		t.Fatal("the reads did not go through Call")
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	// The port is free again.
+	pc, err := net.ListenPacket("udp", l.Addr())
+	if err != nil {
+		t.Fatalf("the port is still held after Run: %v", err)
+	}
+	pc.Close()
+}
+
+func TestListenerAddressTaken(t *testing.T) {
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pc.Close()
+	taken := pc.LocalAddr().String()
+	opts := httpcatalog.Options{Client: client.Options{Address: "127.0.0.1:1"}}
+	// Optional: a warning, no DNS, Run waits for the end.
+	l, err := httpcatalog.NewListener(kvxdns.Config{Addr: taken, Datacenter: "dc1"}, opts, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Bind(); err != nil || l.Addr() != "" {
+		t.Fatalf("optional on a taken address: %v, %q", err, l.Addr())
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := l.Run(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// Not optional: Bind fails.
+	l, err = httpcatalog.NewListener(kvxdns.Config{Addr: taken, Datacenter: "dc1"}, opts, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Bind(); err == nil {
+		t.Fatal("a taken address was bound")
+	}
+	// Bound, never run: Close frees the port.
+	l, err = httpcatalog.NewListener(kvxdns.Config{Addr: "127.0.0.1:0", Datacenter: "dc1"}, opts, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Bind(); err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr()
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	again, err := net.ListenPacket("udp", addr)
+	if err != nil {
+		t.Fatalf("Close did not free %s: %v", addr, err)
+	}
+	again.Close()
 }
