@@ -33,6 +33,7 @@ datacenter and addresses from its first start, so a restart needs only
 		RunE: func(cmd *cobra.Command, _ []string) error { return runServer(cmd, o) },
 	}
 	f := cmd.Flags()
+	o.dns.register(f) // dns_flags.go
 	f.BoolVar(&o.Dev, "dev", false, "one node, in memory, fast timers: for a laptop or a test")
 	f.StringVar(&o.DataDir, "data-dir", "", "directory for the Raft log, snapshots and the node's identity (required without -dev)")
 	f.StringVar(&o.NodeName, "node", "", "node name, unique in the cluster (default: the data dir's, else the host name)")
@@ -43,7 +44,6 @@ datacenter and addresses from its first start, so a restart needs only
 	f.StringSliceVar(&o.Join, "join", nil, "raft address of another server to join (repeatable, or comma separated)")
 	f.DurationVar(&o.HeartbeatTimeout, "raft-timeout", 0, "Raft heartbeat and election timeout (default 1s, 50ms with -dev)")
 	f.DurationVar(&o.NodeTimeout, "node-timeout", server.DefaultNodeTimeout, "an agent whose heartbeats stop for this long has its node's serfHealth marked critical")
-	o.dns.register(f)
 	f.StringVar(&o.dogstatsdAddr, "dogstatsd-addr", "", "send metrics to this dogstatsd agent (host:port)")
 	f.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
 	f.BoolVar(&o.logJSON, "log-json", false, "log JSON lines instead of text")
