@@ -68,7 +68,6 @@ func (d *dnsFlags) config(f *pflag.FlagSet) (*kvxdns.Config, error) {
 		}
 	}
 	check := *cfg
-	check.Datacenter = "dc"
 	if err := check.Validate(); err != nil {
 		return nil, err
 	}

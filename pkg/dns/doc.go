@@ -9,7 +9,10 @@
 // It reads the catalog through the small Catalog interface only, so that a
 // server answers straight from its in-memory state store (no Raft, no HTTP;
 // pkg/server supplies that implementation), and an agent from a cached view
-// of the servers' HTTP API (package httpcatalog).
+// of the servers' HTTP API (package httpcatalog). New binds and serves at
+// once; a Listener does it in the steps of a process that binds all its
+// ports before it starts anything (kvx agent), and may learn the
+// datacenter from the servers before it serves.
 //
 // Consul's behaviours it keeps: only instances whose checks all pass
 // (warning too with OnlyPassing false, critical never); answers shuffled;

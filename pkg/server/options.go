@@ -137,7 +137,6 @@ func (o *Options) Validate() error {
 	}
 	if o.DNS != nil {
 		c := *o.DNS
-		c.Datacenter = "dc" // checked with the real one at start
 		if err := c.Validate(); err != nil {
 			return invalid("%v", err)
 		}
