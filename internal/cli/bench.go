@@ -16,7 +16,7 @@ func newBenchCmd() *cobra.Command {
 		Use:   "bench",
 		Short: "Measure a Consul-compatible server (kvx or Consul)",
 	}
-	cmd.AddCommand(newBenchKVCmd(), newBenchFanoutCmd(), newBenchCatalogCmd(), newBenchLockCmd(), newBenchEventCmd())
+	cmd.AddCommand(newBenchKVCmd(), newBenchFanoutCmd(), newBenchCatalogCmd(), newBenchLockCmd(), newBenchEventCmd(), newBenchDNSCmd())
 	return cmd
 }
 

@@ -190,7 +190,10 @@ func runDemo(ctx context.Context, w io.Writer, o *demoOptions) error {
 	if err := demoGit(ctx, w, srv.HTTPAddr(), v1, push); err != nil {
 		return err
 	}
-	return demoRender(ctx, w, o.dir, srv.HTTPAddr(), push)
+	if err := demoRender(ctx, w, o.dir, srv.HTTPAddr(), push); err != nil {
+		return err
+	}
+	return demoHosts(ctx, w, srv.HTTPAddr(), push)
 }
 
 func round(d time.Duration) time.Duration { return d.Round(100 * time.Microsecond) }

@@ -79,9 +79,10 @@ func Main(ctx context.Context, tool string, args []string, stdin io.Reader, stdo
 // tools are the commands that have a main of their own; each builds the same
 // cobra command that newKVXCmd mounts under kvx.
 var tools = map[string]func() *cobra.Command{
-	"kvx":    newKVXCmd,
-	"render": newRenderCmd,
-	"git2kv": newGit2KVCmd,
+	"kvx":      newKVXCmd,
+	"render":   newRenderCmd,
+	"git2kv":   newGit2KVCmd,
+	"hostsgen": newHostsgenCmd,
 }
 
 // execute builds the kvx command tree and runs args against it.
@@ -118,7 +119,7 @@ func newKVXCmd() *cobra.Command {
 	root.AddCommand(newServerCmd(), newAgentCmd(), newVersionCmd(), newBenchCmd(),
 		newInCmd(), newOutCmd(), newStatusCmd(), newStopCmd(), newStartCmd(),
 		newFreezeCmd(), newUnfreezeCmd(), newCopyCmd(), newRawCmd(), newDemoCmd(),
-		newRenderCmd(), newEnvCmd(), newGit2KVCmd(), newLockCmd(), newEventCmd(), newWatchCmd())
+		newRenderCmd(), newEnvCmd(), newGit2KVCmd(), newLockCmd(), newEventCmd(), newWatchCmd(), newHostsgenCmd())
 	return root
 }
 

@@ -16,6 +16,7 @@ type serverOptions struct {
 	dogstatsdAddr string
 	logLevel      string
 	logJSON       bool
+	dns           dnsFlags
 }
 
 func newServerCmd() *cobra.Command {
@@ -32,6 +33,7 @@ datacenter and addresses from its first start, so a restart needs only
 		RunE: func(cmd *cobra.Command, _ []string) error { return runServer(cmd, o) },
 	}
 	f := cmd.Flags()
+	o.dns.register(f) // dns_flags.go
 	f.BoolVar(&o.Dev, "dev", false, "one node, in memory, fast timers: for a laptop or a test")
 	f.StringVar(&o.DataDir, "data-dir", "", "directory for the Raft log, snapshots and the node's identity (required without -dev)")
 	f.StringVar(&o.NodeName, "node", "", "node name, unique in the cluster (default: the data dir's, else the host name)")
@@ -52,6 +54,12 @@ datacenter and addresses from its first start, so a restart needs only
 func runServer(cmd *cobra.Command, o *serverOptions) error {
 	// Everything that can be checked without the data dir or the network is
 	// checked before anything is opened or bound: a usage error, exit 2.
+	dnsCfg, err := o.dns.config(cmd.Flags())
+	if err != nil {
+		return usageError{err}
+	}
+	o.DNS, o.DNSNoStale = dnsCfg, !o.dns.allowStale
+	o.DNSOptional = dnsCfg != nil && !cmd.Flags().Changed("dns-addr")
 	if err := o.Validate(); err != nil {
 		return usageError{err}
 	}

@@ -64,6 +64,14 @@
 // Options.TombstoneTTL (15 minutes). A write that changes nothing keeps the
 // old ModifyIndex.
 //
+// # DNS
+//
+// With Options.DNS, a server also answers Consul's DNS interface (package
+// pkg/dns) from its state store (dns.go): each service's instances are
+// converted once and kept until the store's watch channels for that service
+// close, so a query on a warm service reads no memdb at all. With
+// DNSNoStale a follower answers only while in touch with its leader.
+//
 // # Catalog and health
 //
 // Catalog writes are Raft commands of their own (catalog_command.go), each

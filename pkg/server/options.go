@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"time"
 
+	kvxdns "github.com/kvxproject/kvx/pkg/dns"
 	"github.com/kvxproject/kvx/pkg/metrics"
 )
 
@@ -54,6 +55,18 @@ type Options struct {
 	// SessionTTLMin is the smallest session TTL accepted (Consul's
 	// session_ttl_min, default 10s).
 	SessionTTLMin time.Duration
+
+	// DNS, when not nil, serves the DNS interface (package pkg/dns) on
+	// DNS.Addr from this node's state; its Datacenter is the server's.
+	DNS *kvxdns.Config
+	// DNSNoStale (-dns-allow-stale=false) makes a follower answer DNS only
+	// while it is in contact with its leader and has applied everything the
+	// leader committed; it answers SERVFAIL otherwise.
+	DNSNoStale bool
+	// DNSOptional: when DNS.Addr is in use, log a warning and serve without
+	// DNS (kvx server's default address, so that several servers on one
+	// host start).
+	DNSOptional bool
 
 	Logger  *slog.Logger // nil discards
 	Metrics metrics.Sink // nil discards
@@ -127,6 +140,12 @@ func (o *Options) Validate() error {
 		}
 		if err := checkRoutable(o.RaftAddr); err != nil {
 			return err
+		}
+	}
+	if o.DNS != nil {
+		c := *o.DNS
+		if err := c.Validate(); err != nil {
+			return invalid("%v", err)
 		}
 	}
 	for _, j := range o.Join {

@@ -35,6 +35,7 @@ type Server struct {
 	mux       *muxListener
 	closers   []io.Closer
 
+	dns         *dnsServer // nil unless Options.DNS
 	httpLn      net.Listener
 	httpSrv     *http.Server
 	internalSrv *http.Server
@@ -147,6 +148,9 @@ func New(opts Options) (_ *Server, err error) {
 	s.internalSrv = &http.Server{Handler: s.internalHandler(api), ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(s.logger.Handler(), slog.LevelDebug)}
 	s.goServe(s.httpSrv, s.httpLn)
 	s.goServe(s.internalSrv, s.mux.http)
+	if err := s.startDNS(); err != nil {
+		return nil, err
+	}
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
@@ -178,7 +182,7 @@ func New(opts Options) (_ *Server, err error) {
 		s.runLocalAgent()
 	}()
 	s.started = true
-	s.logger.Info("server started", "node", opts.NodeName, "http", s.HTTPAddr(), "raft", s.RaftAddr(), "dev", opts.Dev)
+	s.logger.Info("server started", "node", opts.NodeName, "http", s.HTTPAddr(), "raft", s.RaftAddr(), "dns", s.DNSAddr(), "dev", opts.Dev)
 	return s, nil
 }
 
@@ -421,6 +425,11 @@ func (s *Server) Close() error {
 		var errs []error
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
+		if s.dns != nil {
+			if err := s.dns.Close(); err != nil {
+				errs = append(errs, fmt.Errorf("dns: %w", err))
+			}
+		}
 		for _, srv := range []*http.Server{s.httpSrv, s.internalSrv} {
 			if srv != nil {
 				if err := srv.Shutdown(ctx); err != nil {

@@ -13,6 +13,7 @@ import (
 	consulapi "github.com/hashicorp/consul/api"
 
 	"github.com/kvxproject/kvx/pkg/client"
+	kvxdns "github.com/kvxproject/kvx/pkg/dns"
 	"github.com/kvxproject/kvx/pkg/server"
 )
 
@@ -54,6 +55,19 @@ func Start(tb testing.TB, modify ...func(*server.Options)) *Server {
 		tb.Fatalf("client: %v", err)
 	}
 	return &Server{Server: srv, Client: c}
+}
+
+// WithDNS is an option of Start: the server also answers DNS on a free
+// loopback port (UDP and TCP, Server.DNSAddr), with the configuration that
+// modify leaves.
+func WithDNS(modify ...func(*kvxdns.Config)) func(*server.Options) {
+	return func(o *server.Options) {
+		cfg := &kvxdns.Config{Addr: "127.0.0.1:0"}
+		for _, m := range modify {
+			m(cfg)
+		}
+		o.DNS = cfg
+	}
 }
 
 // handedOut holds the addresses FreeAddr returned.

@@ -1,0 +1,231 @@
+package hostsgen
+
+import (
+	"bytes"
+	"fmt"
+	"net/netip"
+	"slices"
+	"strings"
+	"time"
+)
+
+// Instance is one service instance as the catalog has it.
+type Instance struct {
+	Node        string
+	NodeAddress string
+	NodeMeta    map[string]string
+	ID          string
+	Service     string
+	Address     string // the service's own address, "" for the node's
+	Tags        []string
+	Passing     bool // every check of the instance and its node passes
+}
+
+// Options select and name the entries.
+type Options struct {
+	Domain          string            // default "consul"
+	Nodes           bool              // also <node>.node.<domain>
+	Services        []string          // only these services (none: all)
+	Tags            []string          // only instances with one of these tags (none: all)
+	ExcludeServices []string          // never these services
+	NodeMeta        map[string]string // only instances on nodes with all of these meta values
+	// Header, when not zero, starts the file with a comment naming the time
+	// of generation (which makes every generation differ).
+	Header time.Time
+}
+
+// Rejected is an entry skipped because a name or an address could not be
+// put in a hosts file.
+type Rejected struct {
+	Node, Service, ID string
+	Reason            string
+}
+
+func (r Rejected) String() string {
+	return fmt.Sprintf("node %q service %q (id %q): %s", r.Node, r.Service, r.ID, r.Reason)
+}
+
+// Result is a generated hosts file.
+type Result struct {
+	Data      []byte
+	Entries   int // lines that are entries (the shrink guard counts them)
+	Instances int // passing instances selected
+	Rejected  []Rejected
+}
+
+// ValidLabel reports whether s can be one label of a host name (RFC
+// 1123): 1 to 63 letters, digits and hyphens, not starting or ending with
+// a hyphen.
+func ValidLabel(s string) bool {
+	if len(s) == 0 || len(s) > 63 || s[0] == '-' || s[len(s)-1] == '-' {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-') {
+			return false
+		}
+	}
+	return true
+}
+
+type entry struct {
+	name string
+	addr netip.Addr
+}
+
+// selected reports whether the options keep an instance.
+func (o *Options) selected(in *Instance) bool {
+	if len(o.Services) > 0 && !slices.ContainsFunc(o.Services, func(s string) bool { return strings.EqualFold(s, in.Service) }) {
+		return false
+	}
+	if slices.ContainsFunc(o.ExcludeServices, func(s string) bool { return strings.EqualFold(s, in.Service) }) {
+		return false
+	}
+	if len(o.Tags) > 0 && !slices.ContainsFunc(in.Tags, func(t string) bool {
+		return slices.ContainsFunc(o.Tags, func(w string) bool { return strings.EqualFold(w, t) })
+	}) {
+		return false
+	}
+	for k, v := range o.NodeMeta {
+		if got, ok := in.NodeMeta[k]; !ok || got != v {
+			return false
+		}
+	}
+	return true
+}
+
+// parseAddr parses an IP address (IPv4, IPv6, an IPv4-mapped IPv6 made
+// IPv4), refusing zones and anything else.
+func parseAddr(s string) (netip.Addr, error) {
+	a, err := netip.ParseAddr(s)
+	if err != nil || a.Zone() != "" {
+		return netip.Addr{}, fmt.Errorf("address %q is not an IP address", s)
+	}
+	return a.Unmap(), nil
+}
+
+// Generate builds the hosts file of the passing, selected instances.
+func Generate(instances []Instance, o Options) Result {
+	domain := strings.Trim(strings.ToLower(o.Domain), ".")
+	if domain == "" {
+		domain = "consul"
+	}
+	var res Result
+	entries := make([]entry, 0, 2*len(instances))
+	add := func(name string, a netip.Addr) { entries = append(entries, entry{name: name, addr: a}) }
+	for i := range instances {
+		in := &instances[i]
+		if !in.Passing || !o.selected(in) {
+			continue
+		}
+		res.Instances++
+		reject := func(format string, args ...any) {
+			res.Rejected = append(res.Rejected, Rejected{Node: in.Node, Service: in.Service, ID: in.ID, Reason: fmt.Sprintf(format, args...)})
+		}
+		if !ValidLabel(in.Service) {
+			reject("service name %q is not a DNS label", in.Service)
+			continue
+		}
+		raw := in.Address
+		if raw == "" {
+			raw = in.NodeAddress
+		}
+		a, err := parseAddr(raw)
+		if err != nil {
+			reject("%v", err)
+			continue
+		}
+		svc := strings.ToLower(in.Service) + ".service." + domain
+		add(svc, a)
+		for _, t := range in.Tags {
+			if !ValidLabel(t) {
+				reject("tag %q is not a DNS label", t)
+				continue
+			}
+			add(strings.ToLower(t)+"."+svc, a)
+		}
+		if o.Nodes {
+			if !ValidLabel(in.Node) {
+				reject("node name %q is not a DNS label", in.Node)
+				continue
+			}
+			na, err := parseAddr(in.NodeAddress)
+			if err != nil {
+				reject("node %v", err)
+				continue
+			}
+			add(strings.ToLower(in.Node)+".node."+domain, na)
+		}
+	}
+	slices.SortFunc(entries, func(a, b entry) int {
+		if c := strings.Compare(a.name, b.name); c != 0 {
+			return c
+		}
+		return a.addr.Compare(b.addr)
+	})
+	entries = slices.Compact(entries) // the same name and address from two instances
+	var buf bytes.Buffer
+	if !o.Header.IsZero() {
+		fmt.Fprintf(&buf, "# generated by kvx hostsgen at %s: %d entries from %d passing instances\n",
+			o.Header.UTC().Format(time.RFC3339), len(entries), res.Instances)
+	}
+	for _, e := range entries {
+		buf.WriteString(e.addr.String())
+		buf.WriteByte(' ')
+		buf.WriteString(e.name)
+		buf.WriteByte('\n')
+	}
+	res.Data, res.Entries = buf.Bytes(), len(entries)
+	return res
+}
+
+// CountEntries counts the entry lines of a hosts file (not blank, not a
+// comment).
+func CountEntries(data []byte) int {
+	n := 0
+	for line := range bytes.Lines(data) {
+		line = bytes.TrimSpace(line)
+		if len(line) > 0 && line[0] != '#' {
+			n++
+		}
+	}
+	return n
+}
+
+// Body is a hosts file without its comment lines: what decides whether a
+// file changed (a header's timestamp does not).
+func Body(data []byte) []byte {
+	var out []byte
+	for line := range bytes.Lines(data) {
+		if t := bytes.TrimSpace(line); len(t) > 0 && t[0] == '#' {
+			continue
+		}
+		out = append(out, line...)
+	}
+	return out
+}
+
+// ShrinkError refuses a file that lost more than the allowed share of the
+// last published file's entries.
+type ShrinkError struct {
+	Last, Now int
+	Max       float64 // the allowed share, 0 to 1
+}
+
+func (e *ShrinkError) Error() string {
+	return fmt.Sprintf("refusing to publish %d entries where the last file had %d: it lost %.0f%%, more than -max-shrink %.0f%% (a catalog outage?); -force publishes it anyway",
+		e.Now, e.Last, 100*float64(e.Last-e.Now)/float64(e.Last), 100*e.Max)
+}
+
+// Shrink checks a new entry count against the last published one: an
+// error when more than max (0 to 1) of the last entries would be lost.
+func Shrink(last, now int, max float64) error {
+	if last <= 0 || now >= last {
+		return nil
+	}
+	if float64(last-now) > max*float64(last) {
+		return &ShrinkError{Last: last, Now: now, Max: max}
+	}
+	return nil
+}
