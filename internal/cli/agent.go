@@ -16,6 +16,7 @@ type agentOptions struct {
 	validate bool
 	logLevel string
 	logJSON  bool
+	dns      dnsFlags
 }
 
 func newAgentCmd() *cobra.Command {
@@ -29,7 +30,8 @@ keeps the node's entries in the servers' catalog equal to them, heartbeats to
 the servers, and serves the Consul HTTP API on -http-addr: /v1/agent/* itself,
 everything else forwarded to a server. SIGHUP reloads -config-dir (a bad file
 is logged and the running definitions stay); SIGTERM or SIGINT stops it, and
-with -leave-on-terminate removes the node from the catalog. With -validate it
+with -leave-on-terminate removes the node from the catalog. It answers DNS
+on -dns-addr from the servers' catalog, as kvx server does. With -validate it
 checks -config-dir and exits.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return runAgent(cmd, o) },
@@ -47,6 +49,7 @@ checks -config-dir and exits.`,
 	f.BoolVar(&o.validate, "validate", false, "check -config-dir and exit: 0 when valid, 1 with the file and field of each error")
 	f.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
 	f.BoolVar(&o.logJSON, "log-json", false, "log JSON lines instead of text")
+	o.dns.register(f)
 	return cmd
 }
 
@@ -78,6 +81,13 @@ func runAgent(cmd *cobra.Command, o *agentOptions) error {
 	a, err := agent.New(opts)
 	if err != nil {
 		return err
+	}
+	l, err := o.dns.listener(cmd.Flags(), a.Call, logger)
+	if err != nil {
+		return usageError{err}
+	}
+	if l != nil {
+		a.Listen(l)
 	}
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	consulapi "github.com/hashicorp/consul/api"
+	"github.com/miekg/dns"
 
 	"github.com/kvxproject/kvx/pkg/client"
 	"github.com/kvxproject/kvx/pkg/server"
@@ -23,7 +24,9 @@ var agentHTTPLine = regexp.MustCompile(`msg="http api" addr=(127\.0\.0\.1:\d+)`)
 func startAgentProc(t *testing.T, bin string, args ...string) *proc {
 	t.Helper()
 	p := &proc{log: &servertest.Buffer{}}
-	p.cmd = exec.Command(bin, append([]string{"agent", "-http-addr", "127.0.0.1:0", "-advertise", "127.0.0.1"}, args...)...)
+	// DNS off unless args ask for it (a later -dns-addr wins): tests bind
+	// only ephemeral ports.
+	p.cmd = exec.Command(bin, append([]string{"agent", "-http-addr", "127.0.0.1:0", "-advertise", "127.0.0.1", "-dns-addr", "off"}, args...)...)
 	p.cmd.Stderr = p.log
 	if err := p.cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -176,4 +179,45 @@ func TestDemoRegistersServices(t *testing.T) {
 	if err != nil || node == nil || node.Node.Address != "10.0.0.4" {
 		t.Fatalf("node-003 = %+v, %v", node, err)
 	}
+}
+
+// A `kvx agent` process answers DNS from the servers' catalog: a passing
+// instance's address, gone once its check turns critical.
+func TestAgentProcessAnswersDNS(t *testing.T) {
+	if testing.Short() {
+		t.Skip("end to end with real processes: skipped under -short")
+	}
+	srv := servertest.Start(t)
+	if _, err := srv.Client.Catalog().Register(&consulapi.CatalogRegistration{Node: "web-1", Address: "10.9.0.1",
+		Service: &consulapi.AgentService{ID: "web", Service: "web", Port: 80},
+		Check:   &consulapi.AgentCheck{Node: "web-1", CheckID: "web-ok", Name: "ok", Status: consulapi.HealthPassing, ServiceID: "web"}}, nil); err != nil {
+		t.Fatal(err)
+	}
+	p := startAgentProc(t, buildKVX(t), "-join", srv.HTTPAddr(), "-node", "dns-agent", "-dns-addr", "127.0.0.1:0")
+	dnsLine := regexp.MustCompile(`msg="dns started" addr=(127\.0\.0\.1:\d+)`)
+	var addr string
+	servertest.Eventually(t, "the agent's DNS", func() bool {
+		if m := dnsLine.FindStringSubmatch(p.log.String()); m != nil {
+			addr = m[1]
+		}
+		return addr != ""
+	})
+	answers := func() []string {
+		var out []string
+		for _, rr := range dnsQuery(t, addr, "web.service.consul.", dns.TypeA).Answer {
+			if a, ok := rr.(*dns.A); ok {
+				out = append(out, a.A.String())
+			}
+		}
+		return out
+	}
+	servertest.Eventually(t, "web.service.consul answered by the agent", func() bool {
+		a := answers()
+		return len(a) == 1 && a[0] == "10.9.0.1"
+	})
+	if _, err := srv.Client.Catalog().Register(&consulapi.CatalogRegistration{Node: "web-1", Address: "10.9.0.1",
+		Check: &consulapi.AgentCheck{Node: "web-1", CheckID: "web-ok", Name: "ok", Status: consulapi.HealthCritical, ServiceID: "web"}}, nil); err != nil {
+		t.Fatal(err)
+	}
+	servertest.Eventually(t, "the critical instance gone from the agent's answer", func() bool { return len(answers()) == 0 })
 }
