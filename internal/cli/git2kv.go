@@ -233,14 +233,11 @@ instances are safe: every transaction checks the branch's ref key.`,
 	f.DurationVar(&o.interval, "interval", gitsync.DefaultInterval, "poll every repository this often (with -config: its interval, unless this flag is given)")
 	f.StringVar(&o.webhookAddr, "webhook-addr", "", "serve webhooks, /healthz and /v1/status on this address")
 	f.StringVar(&o.webhookSecret, "webhook-secret-file", "", "file holding the webhooks' secret (default: $GIT2KV_WEBHOOK_SECRET)")
-	f.StringVar(&o.lock, "lock", "", "coming with Consul sessions: elect one writer with a lock on this key")
+	f.StringVar(&o.lock, "lock", "", "sync only while holding the lock on this prefix (consul lock's layout: PREFIX/.lock), so that of several serve instances exactly one syncs; the others serve /healthz and wait to take over")
 	return cmd
 }
 
 func runGit2KVServe(cmd *cobra.Command, o *git2kvServeOptions) error {
-	if o.lock != "" {
-		return usageError{errors.New("-lock needs Consul sessions, which kvx server does not have yet; until then run several serve instances without it: every transaction checks the branch's ref key, so they never write a branch twice")}
-	}
 	c, err := o.load(cmd)
 	if err != nil {
 		return err
@@ -288,10 +285,27 @@ func runGit2KVServe(cmd *cobra.Command, o *git2kvServeOptions) error {
 		})
 	}
 	logger.Info("git2kv serving", "repos", len(c.Repos), "interval", c.Interval)
-	svc.Run(ctx)
+	var lockErr error
+	if o.lock == "" {
+		svc.Run(ctx)
+	} else {
+		api, err := client.New(client.Options{Address: o.httpAddr, Token: o.token, Datacenter: o.datacenter})
+		if err != nil {
+			cancel()
+			wg.Wait()
+			return usageError{err}
+		}
+		lockErr = whileLeader(ctx, api, o.lock, "kvx git2kv", logger, func(ctx context.Context) error {
+			svc.Run(ctx)
+			return nil
+		})
+	}
 	cancel()
 	wg.Wait()
-	return serveErr
+	if serveErr != nil {
+		return serveErr
+	}
+	return lockErr
 }
 
 // webhookSecret reads the secret from file, else $GIT2KV_WEBHOOK_SECRET;

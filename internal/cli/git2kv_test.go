@@ -93,7 +93,6 @@ func TestGit2KVUsageErrors(t *testing.T) {
 		{[]string{"git2kv", "sync", "-config", conf}, "git2kv.yaml:3:5: unknown field \"branchez\""},
 		{[]string{"git2kv", "sync", "-config", conf, "-expand"}, "-expand shapes the repository of -repo"},
 		{[]string{"git2kv", "sync", "-repo", "file:///x", "-large", "huge"}, `large "huge"`},
-		{[]string{"git2kv", "serve", "-repo", "file:///x", "-lock", "git2kv/leader"}, "-lock needs Consul sessions"},
 		{[]string{"git2kv", "serve", "-repo", "file:///x", "-webhook-addr", "127.0.0.1:0"}, "-webhook-addr needs a secret"},
 	}
 	t.Setenv("GIT2KV_WEBHOOK_SECRET", "")
@@ -162,6 +161,54 @@ func TestGit2KVServeWebhook(t *testing.T) {
 		t.Fatalf("/healthz: %v", err)
 	}
 	resp.Body.Close()
+}
+
+// serve -lock: only the lock holder syncs; when it stops, the spare takes
+// the lock and syncs what was committed since.
+func TestGit2KVServeLock(t *testing.T) {
+	srv := servertest.Start(t)
+	dir, commit := gitRepo(t, map[string]string{"a": "1"})
+	type instance struct {
+		cancel context.CancelFunc
+		done   chan int
+		log    *servertest.Buffer
+	}
+	start := func() *instance {
+		ctx, cancel := context.WithCancel(context.Background())
+		in := &instance{cancel: cancel, done: make(chan int, 1), log: &servertest.Buffer{}}
+		go func() {
+			in.done <- Main(ctx, "git2kv", []string{"serve", "-repo", "file://" + dir, "-cache-dir", t.TempDir(), "-interval", "100ms",
+				"-lock", "locks/git2kv", "-http-addr", srv.HTTPAddr()}, strings.NewReader(""), &servertest.Buffer{}, in.log)
+		}()
+		t.Cleanup(func() { cancel(); <-in.done })
+		return in
+	}
+	get := func(key string) string {
+		p, _, _ := srv.Client.KV().Get(key, nil)
+		if p == nil {
+			return ""
+		}
+		return string(p.Value)
+	}
+	a, b := start(), start()
+	servertest.Eventually(t, "the first sync", func() bool { return get("config/main/a") == "1" })
+	holder, spare := a, b
+	if strings.Contains(b.log.String(), "holding the lock") {
+		holder, spare = b, a
+	}
+	if !strings.Contains(holder.log.String(), "holding the lock") || strings.Contains(spare.log.String(), "holding the lock") {
+		t.Fatalf("want exactly one holder:\n%s\n---\n%s", a.log.String(), b.log.String())
+	}
+	holder.cancel()
+	if code := <-holder.done; code != 0 {
+		t.Fatalf("the holder exited %d: %s", code, holder.log.String())
+	}
+	holder.done <- 0 // for the cleanup
+	commit(map[string]string{"a": "2"})
+	servertest.Eventually(t, "the spare syncing the new commit", func() bool { return get("config/main/a") == "2" })
+	if !strings.Contains(spare.log.String(), "holding the lock") {
+		t.Fatalf("the spare synced without the lock: %s", spare.log.String())
+	}
 }
 
 func TestDemoShowsGitReachingTheFleet(t *testing.T) {

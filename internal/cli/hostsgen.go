@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -65,7 +66,7 @@ refused (exit 3) unless -force.`,
 	f.BoolVar(&o.watch, "watch", false, "keep running: generate again whenever the catalog changes (needs -o)")
 	f.StringVar(&o.wait, "wait", "2s:10s", "with -watch: MIN[:MAX] quiet time after a change before generating (a flapping check rewrites the file at most every MAX)")
 	f.BoolVar(&o.stale, "stale", true, "read from any server (false: from the leader)")
-	f.StringVar(&o.lock, "lock", "", "coming with Consul sessions: publish only while holding a lock under this prefix")
+	f.StringVar(&o.lock, "lock", "", "publish only while holding the lock on this prefix (consul lock's layout: PREFIX/.lock), so that of several hostsgen instances exactly one publishes")
 	return cmd
 }
 
@@ -120,9 +121,6 @@ func (o *hostsgenOptions) defaultState() (string, error) {
 }
 
 func runHostsgen(cmd *cobra.Command, o *hostsgenOptions) error {
-	if o.lock != "" {
-		return usageError{errors.New("-lock needs Consul sessions, which kvx server does not have yet; until then run one hostsgen (the shrink guard and the unchanged-file check make a second one harmless, not useful)")}
-	}
 	if o.output == "-" {
 		o.output = ""
 	}
@@ -165,7 +163,17 @@ func runHostsgen(cmd *cobra.Command, o *hostsgenOptions) error {
 			logger.Warn("hostsgen: no state file for the shrink guard (give -state)", "err", err)
 		}
 	}
-	ctx := cmd.Context()
+	if o.lock == "" {
+		return o.publish(cmd.Context(), api, gen, wait, pub, logger)
+	}
+	return whileLeader(cmd.Context(), api, o.lock, "kvx hostsgen", logger, func(ctx context.Context) error {
+		return o.publish(ctx, api, gen, wait, pub, logger)
+	})
+}
+
+// publish generates and publishes the hosts file, once or (-watch) again
+// on every catalog change until ctx ends.
+func (o *hostsgenOptions) publish(ctx context.Context, api *consulapi.Client, gen hostsgen.Options, wait render.Wait, pub *hostsgen.Publisher, logger *slog.Logger) error {
 	once := func() error {
 		instances, err := hostsgen.Fetch(ctx, api, gen, o.stale)
 		if err != nil {

@@ -102,7 +102,6 @@ func TestHostsgenUsage(t *testing.T) {
 		args []string
 		want string
 	}{
-		{[]string{"-lock", "locks/hosts"}, "-lock needs Consul sessions"},
 		{[]string{"-watch"}, "-watch writes a file: give -o FILE"},
 		{[]string{"-wait", "1s"}, "-wait is for -watch"},
 		{[]string{"-watch", "-o", "x", "-wait", "5s:1s"}, "MAX must be"},
@@ -158,6 +157,64 @@ func TestHostsgenWatch(t *testing.T) {
 	servertest.Eventually(t, "-e after each of the 3 changes", func() bool {
 		b, _ := os.ReadFile(marker)
 		return strings.Count(string(b), "ran") == 3
+	})
+}
+
+// -lock: of two watching hostsgen instances only the lock holder
+// publishes; when it stops, the other takes the lock (consul lock's key and
+// flag) and publishes.
+func TestHostsgenLockElectsOnePublisher(t *testing.T) {
+	srv := servertest.Start(t)
+	registerAt(t, srv.Client, "w1", "10.6.0.1", "web", "web", "passing")
+	dir := t.TempDir()
+	type instance struct {
+		out    string
+		cancel context.CancelFunc
+		done   chan error
+	}
+	start := func(name string) *instance {
+		ctx, cancel := context.WithCancel(context.Background())
+		in := &instance{out: filepath.Join(dir, name), cancel: cancel, done: make(chan error, 1)}
+		go func() {
+			in.done <- execute(ctx, []string{"hostsgen", "-http-addr", srv.HTTPAddr(), "-o", in.out, "-watch", "-lock", "locks/hosts"},
+				strings.NewReader(""), &servertest.Buffer{}, &servertest.Buffer{})
+		}()
+		t.Cleanup(func() { cancel(); <-in.done })
+		return in
+	}
+	exists := func(path string) bool { _, err := os.Stat(path); return err == nil }
+	a, b := start("a"), start("b")
+	var holder, spare *instance
+	servertest.Eventually(t, "one instance publishing", func() bool {
+		switch {
+		case exists(a.out):
+			holder, spare = a, b
+		case exists(b.out):
+			holder, spare = b, a
+		}
+		return holder != nil
+	})
+	p, _, err := srv.Client.KV().Get("locks/hosts/.lock", nil)
+	if err != nil || p == nil || p.Session == "" || p.Flags != consulapi.LockFlagValue {
+		t.Fatalf("lock key = %+v, %v; want consul lock's, held by a session", p, err)
+	}
+	// A catalog change reaches the holder's file; the spare still has none.
+	registerAt(t, srv.Client, "w2", "10.6.0.2", "web", "web", "passing")
+	servertest.Eventually(t, "the change published by the holder", func() bool {
+		b, _ := os.ReadFile(holder.out)
+		return strings.Contains(string(b), "10.6.0.2")
+	})
+	if exists(spare.out) {
+		t.Fatal("both instances published")
+	}
+	holder.cancel()
+	if err := <-holder.done; err != nil {
+		t.Fatalf("the holder stopped with %v", err)
+	}
+	holder.done <- nil // for the cleanup
+	servertest.Eventually(t, "the spare publishing after the holder stopped", func() bool {
+		b, _ := os.ReadFile(spare.out)
+		return strings.Contains(string(b), "10.6.0.1") && strings.Contains(string(b), "10.6.0.2")
 	})
 }
 
