@@ -366,3 +366,23 @@ template {
 		t.Fatalf("command runs %q: want one per pass that wrote a file (3)", got)
 	}
 }
+
+// The render binary with -once and a key that never appears exits 1 after
+// -once-timeout, listing the key and the template, and writes nothing.
+func TestRenderProcessOnceMissingKey(t *testing.T) {
+	srv := servertest.Start(t)
+	bin := buildTool(t, "render")
+	dir := t.TempDir()
+	tmpl := writeFile(t, dir, "in.ctmpl", `{{ key "never/there" }}`)
+	out := filepath.Join(dir, "out")
+	cmd, log := startRender(t, bin, "-consul-addr", srv.HTTPAddr(), "-once", "-once-timeout", "500ms", "-template", tmpl+":"+out)
+	if code := waitExit(t, cmd, log); code != 1 {
+		t.Fatalf("render -once exited %d, want 1\n%s", code, log.String())
+	}
+	if !strings.Contains(log.String(), tmpl+" needs kv.block(never/there)") {
+		t.Fatalf("the error does not list the missing key: %s", log.String())
+	}
+	if _, err := os.Stat(out); err == nil {
+		t.Fatal("a template with missing data was written")
+	}
+}
