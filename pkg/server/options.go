@@ -55,6 +55,9 @@ type Options struct {
 	// session_ttl_min, default 10s).
 	SessionTTLMin time.Duration
 
+	// ACL turns on access control (see acl.go); its zero value leaves it off.
+	ACL ACLOptions
+
 	Logger  *slog.Logger // nil discards
 	Metrics metrics.Sink // nil discards
 }
@@ -113,6 +116,8 @@ func (o *Options) Validate() error {
 		return invalid("snapshot interval %s, tombstone TTL %s: must not be negative", o.SnapshotInterval, o.TombstoneTTL)
 	case o.NodeTimeout < 0:
 		return invalid("-node-timeout %s: must be positive", o.NodeTimeout)
+	case o.ACL.DefaultPolicy != "" && o.ACL.DefaultPolicy != "allow" && o.ACL.DefaultPolicy != "deny":
+		return invalid("-acl-default-policy %q: want allow or deny", o.ACL.DefaultPolicy)
 	case o.SessionTTLMin < 0 || o.SessionTTLMin > 24*time.Hour:
 		return invalid("-session-ttl-min %s: must be between 0 and 24h", o.SessionTTLMin)
 	}

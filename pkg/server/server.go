@@ -44,6 +44,7 @@ type Server struct {
 	wakeups      atomic.Int64 // times a blocking query was woken by a change it watched
 	requests     atomic.Int64 // HTTP API requests answered
 	answers      answerCache  // encoded answers shared by the watchers of one service
+	aclPolicies  sync.Map     // policy ID -> parsedPolicy (acl.go)
 	agent        *local.State // the services and checks registered on this node's agent
 	agentHandler http.Handler // its /v1/agent/* endpoints
 	beats        heartbeats   // the agents' last heartbeats, on the leader
