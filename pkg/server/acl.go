@@ -232,3 +232,18 @@ func setFiltered(w http.ResponseWriter) {
 // BlockingQueries is how many blocking queries are waiting now (for tests
 // that must act while one waits).
 func (s *Server) BlockingQueries() int64 { return s.blocking.Load() }
+
+// need refuses the request with 403 unless its token passes check.
+func (s *Server) need(r *http.Request, check func(*acl.Authorizer) bool) error {
+	a, err := s.authz(r)
+	if err != nil {
+		return err
+	}
+	if !check(a) {
+		return errPermissionDenied
+	}
+	return nil
+}
+
+// HTTPStatus gives package agent/local the status of a server error.
+func (e *httpError) HTTPStatus() int { return e.code }

@@ -135,6 +135,7 @@ func (s *Server) handler() http.Handler {
 	s.route(mux, "/v1/agent/health/service/", "agent.health", s.handleAgentLocal)
 	s.route(mux, "/v1/agent/maintenance", "agent.maintenance", s.handleAgentLocal)
 	s.route(mux, "/v1/acl/", "acl", s.handleACL)
+	s.route(mux, "/v1/kvx/acl/authorizer", "kvx.acl.authorizer", s.handleKvxAuthorizer)
 	s.route(mux, "/v1/operator/raft/configuration", "operator.raft.configuration", s.handleRaftConfiguration)
 	return s.logRequests(func(w http.ResponseWriter, r *http.Request) {
 		// ServeMux would clean a ".." segment away with a redirect, so that a

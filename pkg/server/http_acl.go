@@ -513,3 +513,42 @@ func (s *Server) aclPolicySet(w http.ResponseWriter, r *http.Request, id string)
 	}
 	return s.writePolicy(w, s.store.Read().ACLPolicy(id))
 }
+
+// authorizerJSON is what /v1/kvx/acl/authorizer answers: the request's own
+// token's rules and the default policy, from which a kvx agent builds the
+// same Authorizer for its /v1/agent/ endpoints. A token may read its own
+// rules (Consul's token/self shows its policies too).
+type authorizerJSON struct {
+	Enabled      bool
+	DefaultAllow bool
+	Management   bool
+	Rules        []string
+}
+
+func (s *Server) handleKvxAuthorizer(w http.ResponseWriter, r *http.Request) error {
+	if err := onlyGET(r); err != nil {
+		return err
+	}
+	if !s.opts.ACL.Enabled {
+		writeJSON(w, http.StatusOK, authorizerJSON{})
+		return nil
+	}
+	if !s.IsLeader() && !has(r.URL.Query(), "stale") {
+		s.forward(w, r)
+		return nil
+	}
+	if _, err := s.authz(r); err != nil {
+		return err
+	}
+	tok := requestACLToken(r)
+	rt := s.store.Read()
+	out := authorizerJSON{Enabled: true, DefaultAllow: s.opts.ACL.DefaultPolicy == "allow", Rules: []string{}}
+	for _, l := range tok.Policies {
+		if p := rt.ACLPolicy(l.ID); p != nil {
+			out.Management = out.Management || p.ID == managementPolicyID
+			out.Rules = append(out.Rules, p.Rules)
+		}
+	}
+	writeJSON(w, http.StatusOK, out)
+	return nil
+}

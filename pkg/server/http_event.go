@@ -59,6 +59,13 @@ func (s *Server) handleEventFire(w http.ResponseWriter, r *http.Request) error {
 	if err := validateEvent(&e); err != nil {
 		return err
 	}
+	az, err := s.authz(r)
+	if err != nil {
+		return err
+	}
+	if !az.EventWrite(e.Name) {
+		return errPermissionDenied
+	}
 	if !s.IsLeader() { // hand the body we read to the leader
 		r.Body = io.NopCloser(bytes.NewReader(body))
 		r.ContentLength = int64(len(body))
@@ -179,8 +186,13 @@ func (s *Server) handleEventList(w http.ResponseWriter, r *http.Request) error {
 		node = s.opts.NodeName
 	}
 	var out []eventJSON
+	filtered := false
 	idx, err := s.blockingQuery(r, o, func(ws memdb.WatchSet, rt *state.ReadTxn) uint64 {
-		out = out[:0]
+		out, filtered = out[:0], false
+		az, err := s.authz(r) // as resolved for this wake-up
+		if err != nil {
+			return 1
+		}
 		events := rt.Events(ws)
 		if len(events) == 0 {
 			return 1
@@ -188,6 +200,10 @@ func (s *Server) handleEventList(w http.ResponseWriter, r *http.Request) error {
 		_, _, services := rt.NodeServices(ws, node)
 		for _, e := range events {
 			if (name != "" && e.Name != name) || !EventMatches(e, node, services) {
+				continue
+			}
+			if !az.EventRead(e.Name) {
+				filtered = true
 				continue
 			}
 			out = append(out, eventJSON(*e))
@@ -201,6 +217,9 @@ func (s *Server) handleEventList(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	w.Header()["X-Consul-Index"] = []string{strconv.FormatUint(idx, 10)}
+	if filtered {
+		setFiltered(w)
+	}
 	if out == nil {
 		out = []eventJSON{}
 	}
