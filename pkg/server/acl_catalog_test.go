@@ -14,7 +14,7 @@ func register(t *testing.T, c *consulapi.Client, node, service string) {
 	t.Helper()
 	reg := &consulapi.CatalogRegistration{Node: node, Address: "10.0.0.1",
 		Service: &consulapi.AgentService{ID: service, Service: service, Port: 80},
-		Checks: consulapi.HealthChecks{{Node: node, CheckID: "svc:" + service, Name: service, Status: consulapi.HealthPassing, ServiceID: service}}}
+		Checks:  consulapi.HealthChecks{{Node: node, CheckID: "svc:" + service, Name: service, Status: consulapi.HealthPassing, ServiceID: service}}}
 	if _, err := c.Catalog().Register(reg, nil); err != nil {
 		t.Fatalf("register %s/%s: %v", node, service, err)
 	}
