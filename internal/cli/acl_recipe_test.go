@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
@@ -19,19 +20,40 @@ import (
 // through CONSUL_HTTP_TOKEN and CONSUL_HTTP_TOKEN_FILE, as a fleet's would.
 func TestACLNodeTokenRecipe(t *testing.T) {
 	srv := servertest.Start(t, servertest.WithACL("deny"))
-	mgmt, secret := srv.Bootstrap(t)
 	dir := t.TempDir()
+	// The README's commands: bootstrap, then a policy and a token per node.
+	out, errOut, code := kvx(t, srv, "", "acl", "bootstrap", "-format", "json")
+	expect(t, "acl bootstrap", code, 0, out, errOut, "SecretID")
+	var boot consulapi.ACLToken
+	if err := json.Unmarshal([]byte(out), &boot); err != nil || boot.SecretID == "" {
+		t.Fatalf("acl bootstrap: %v %q", err, out)
+	}
+	secret := boot.SecretID
+	mgmt := srv.ClientWithToken(t, secret)
+	out, errOut, code = kvx(t, srv, "", "acl", "bootstrap")
+	expect(t, "acl bootstrap again", code, 1, out, errOut, "ACL bootstrap no longer allowed")
 	content := hostsFile(30, "v1")
 	src := writeFile(t, dir, "hosts", content)
 	t.Setenv("CONSUL_HTTP_TOKEN", secret)
-	out, errOut, code := kvx(t, srv, "", "in", "-k", "hosts", "-f", src)
+	out, errOut, code = kvx(t, srv, "", "in", "-k", "hosts", "-f", src)
 	expect(t, "in with the management token", code, 0, out, errOut, "uploaded kvx/hosts")
 
-	nodeToken := servertest.TokenWithRules(t, mgmt, "node-test-node", `
-key_prefix "kvx/hosts/" { policy = "read" }
+	rules := writeFile(t, dir, "node-test-node.hcl", `key_prefix "kvx/hosts/" { policy = "read" }
 key "kvx/hosts/nodes/test-node" { policy = "write" }
 key_prefix "kvx/locks/" { policy = "read" }
 `)
+	out, errOut, code = kvx(t, srv, "", "acl", "policy", "create", "-name", "node-test-node", "-rules", "@"+rules)
+	expect(t, "acl policy create", code, 0, out, errOut, "Name:         node-test-node")
+	out, errOut, code = kvx(t, srv, "", "acl", "token", "create", "-policy-name", "node-test-node", "-description", "test-node", "-format", "json")
+	expect(t, "acl token create", code, 0, out, errOut, "node-test-node")
+	var tok consulapi.ACLToken
+	if err := json.Unmarshal([]byte(out), &tok); err != nil || tok.SecretID == "" {
+		t.Fatalf("acl token create: %v %q", err, out)
+	}
+	nodeToken := tok.SecretID
+	bad := writeFile(t, dir, "bad.hcl", "key \"a\" {\n  policy = \"wrtie\"\n}\n")
+	out, errOut, code = kvx(t, srv, "", "acl", "policy", "create", "-name", "bad", "-rules", "@"+bad)
+	expect(t, "acl policy create with bad rules", code, exitUsage, out, errOut, bad+": rules: line 2", `invalid policy "wrtie"`)
 	tokenFile := writeFile(t, dir, "token", nodeToken+"\n")
 	t.Setenv("CONSUL_HTTP_TOKEN", "")
 	t.Setenv("CONSUL_HTTP_TOKEN_FILE", tokenFile)

@@ -118,7 +118,7 @@ func newKVXCmd() *cobra.Command {
 	root.AddCommand(newServerCmd(), newAgentCmd(), newVersionCmd(), newBenchCmd(),
 		newInCmd(), newOutCmd(), newStatusCmd(), newStopCmd(), newStartCmd(),
 		newFreezeCmd(), newUnfreezeCmd(), newCopyCmd(), newRawCmd(), newDemoCmd(),
-		newRenderCmd(), newEnvCmd(), newGit2KVCmd(), newLockCmd(), newEventCmd(), newWatchCmd())
+		newRenderCmd(), newEnvCmd(), newGit2KVCmd(), newLockCmd(), newEventCmd(), newWatchCmd(), newACLCmd())
 	return root
 }
 
