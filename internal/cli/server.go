@@ -45,7 +45,7 @@ datacenter and addresses from its first start, so a restart needs only
 	f.DurationVar(&o.NodeTimeout, "node-timeout", server.DefaultNodeTimeout, "an agent whose heartbeats stop for this long has its node's serfHealth marked critical")
 	f.DurationVar(&o.SessionTTLMin, "session-ttl-min", server.DefaultSessionTTLMin, "smallest session TTL accepted (the leader destroys a session not renewed for twice its TTL)")
 	f.BoolVar(&o.ACL.Enabled, "acl-enabled", false, "enforce ACLs: every request needs a token whose policies allow it (see the README's Security section)")
-	f.StringVar(&o.ACL.DefaultPolicy, "acl-default-policy", "deny", "with -acl-enabled, what a request no rule of its token matches gets: allow or deny")
+	f.StringVar(&o.ACL.DefaultPolicy, "acl-default-policy", "", "with -acl-enabled, what a request that no rule of its token matches gets: allow, or deny when not given")
 	f.BoolVar(&o.hashSecrets, "acl-hash-secrets", true, "store only the SHA-256 of token secrets (a SecretID is shown once, at creation); false keeps them readable, as Consul")
 	f.StringVar(&o.ACL.AgentToken, "acl-agent-token", "", "token for the server's own agent work and the answers that follow no request's token (DNS)")
 	f.StringVar(&o.dogstatsdAddr, "dogstatsd-addr", "", "send metrics to this dogstatsd agent (host:port)")
