@@ -171,8 +171,26 @@ func (s *Server) resolveToken(rt *state.ReadTxn, secret string) (*acl.Authorizer
 	return s.authorizerOf(rt, tok), tok, nil
 }
 
-// authorizerOf builds the Authorizer of a token's policies.
+type cachedAuthorizer struct {
+	aclIndex uint64
+	authz    *acl.Authorizer
+}
+
+// authorizerOf returns the Authorizer of a token's policies, built once per
+// token and state of the ACL tables: any change to a token or policy
+// rebuilds them.
 func (s *Server) authorizerOf(rt *state.ReadTxn, tok *state.ACLToken) *acl.Authorizer {
+	idx := rt.ACLIndex(nil)
+	if v, ok := s.aclAuthorizers.Load(tok.AccessorID); ok && v.(cachedAuthorizer).aclIndex == idx && idx != 0 {
+		return v.(cachedAuthorizer).authz
+	}
+	a := s.buildAuthorizer(rt, tok)
+	s.aclAuthorizers.Store(tok.AccessorID, cachedAuthorizer{aclIndex: idx, authz: a})
+	return a
+}
+
+// buildAuthorizer builds the Authorizer of a token's policies.
+func (s *Server) buildAuthorizer(rt *state.ReadTxn, tok *state.ACLToken) *acl.Authorizer {
 	var policies []*acl.Policy
 	for _, l := range tok.Policies {
 		p := rt.ACLPolicy(l.ID)

@@ -5,6 +5,8 @@ import (
 	"net/url"
 	"strings"
 	"testing"
+
+	"github.com/kvxproject/kvx/pkg/server/state"
 )
 
 // FuzzRequestToken: whatever the headers and query hold, the token read is
@@ -45,4 +47,25 @@ func FuzzRequestToken(f *testing.F) {
 			}
 		}
 	})
+}
+
+// BenchmarkResolveToken: what ACLs add to each request: hash the secret,
+// find the token, take its cached Authorizer, check a key.
+func BenchmarkResolveToken(b *testing.B) {
+	s := &Server{opts: Options{ACL: ACLOptions{Enabled: true}}, store: state.New()}
+	w := s.store.Write()
+	w.At(1)
+	if err := w.ACLPolicySet(&state.ACLPolicy{ID: "p", Name: "p", Rules: `key_prefix "app/" { policy = "write" }`}); err != nil {
+		b.Fatal(err)
+	}
+	if err := w.ACLTokenSet(&state.ACLToken{AccessorID: "a", SecretHash: hashSecret("secret"), Policies: []state.ACLLink{{ID: "p"}}}); err != nil {
+		b.Fatal(err)
+	}
+	w.Commit()
+	for b.Loop() {
+		a, _, err := s.resolveToken(s.store.Read(), "secret")
+		if err != nil || !a.KeyWrite("app/x") {
+			b.Fatal("refused")
+		}
+	}
 }
