@@ -375,3 +375,23 @@ func TestACLTokenAndPolicyCRUD(t *testing.T) {
 	_, err = srv.Client.KV().Put(&consulapi.KVPair{Key: "a", Value: []byte("anon")}, nil)
 	denied(t, "anonymous after its policy was deleted", err)
 }
+
+func TestACLReadersWithoutWriteSeeNoSecrets(t *testing.T) {
+	srv := servertest.Start(t, servertest.WithACL("deny"), func(o *server.Options) { o.ACL.KeepSecrets = true })
+	mgmt, secret := srv.Bootstrap(t)
+	reader := srv.ClientWithToken(t, servertest.TokenWithRules(t, mgmt, "acl-reader", `acl = "read"`))
+	toks, _, err := reader.ACL().TokenList(nil)
+	if err != nil || len(toks) != 3 {
+		t.Fatalf("token list: %v %v", toks, err)
+	}
+	for _, tok := range toks {
+		if tok.SecretID == secret {
+			t.Fatal("an acl reader read the management secret")
+		}
+	}
+	if all, _, _ := mgmt.ACL().TokenList(nil); !slices.ContainsFunc(all, func(e *consulapi.ACLTokenListEntry) bool { return e.SecretID == secret }) {
+		t.Fatal("acl write does not read kept secrets back")
+	}
+	_, _, err = reader.ACL().TokenCreate(&consulapi.ACLToken{}, nil)
+	denied(t, "token create with acl read", err)
+}

@@ -198,6 +198,15 @@ func (s *Server) tokenOut(rt *state.ReadTxn, t *state.ACLToken) *tokenJSON {
 	return out
 }
 
+// hideSecret hides a kept SecretID from a reader without acl write, as
+// Consul does.
+func hideSecret(t *tokenJSON, hide bool) *tokenJSON {
+	if hide && t.SecretID != "" && t.AccessorID != anonymousAccessor {
+		t.SecretID = "<hidden>"
+	}
+	return t
+}
+
 func (s *Server) aclTokenSelf(w http.ResponseWriter, r *http.Request) error {
 	if _, err := s.authz(r); err != nil {
 		return err
@@ -222,9 +231,10 @@ func (s *Server) aclTokenList(w http.ResponseWriter, r *http.Request) error {
 	if !slices.ContainsFunc(toks, func(t *state.ACLToken) bool { return t.AccessorID == anonymousAccessor }) {
 		toks = append(toks, anonymousToken(rt))
 	}
+	hide := s.need(r, (*acl.Authorizer).ACLWrite) != nil
 	out := make([]*tokenJSON, 0, len(toks))
 	for _, t := range toks {
-		out = append(out, s.tokenOut(rt, t))
+		out = append(out, hideSecret(s.tokenOut(rt, t), hide))
 	}
 	s.setMeta(w, rt.ACLIndex(nil), true)
 	writeJSON(w, http.StatusOK, out)
@@ -253,7 +263,8 @@ func (s *Server) aclToken(w http.ResponseWriter, r *http.Request, accessor strin
 			return &httpError{code: http.StatusNotFound, msg: "ACL not found"}
 		}
 		s.setMeta(w, rt.ACLIndex(nil), true)
-		writeJSON(w, http.StatusOK, s.tokenOut(rt, t))
+		hide := s.need(r, (*acl.Authorizer).ACLWrite) != nil
+		writeJSON(w, http.StatusOK, hideSecret(s.tokenOut(rt, t), hide))
 		return nil
 	case r.Method == http.MethodDelete:
 		if err := s.needACL(r, true); err != nil {
