@@ -11,6 +11,7 @@ import (
 
 	memdb "github.com/hashicorp/go-memdb"
 
+	"github.com/kvxproject/kvx/pkg/acl"
 	"github.com/kvxproject/kvx/pkg/server/state"
 )
 
@@ -59,18 +60,14 @@ func (s *Server) handleEventFire(w http.ResponseWriter, r *http.Request) error {
 	if err := validateEvent(&e); err != nil {
 		return err
 	}
-	az, err := s.authz(r)
-	if err != nil {
-		return err
-	}
-	if !az.EventWrite(e.Name) {
-		return errPermissionDenied
-	}
-	if !s.IsLeader() { // hand the body we read to the leader
+	if !s.IsLeader() { // hand the body we read to the leader, which checks the token
 		r.Body = io.NopCloser(bytes.NewReader(body))
 		r.ContentLength = int64(len(body))
 		s.forward(w, r)
 		return nil
+	}
+	if err := s.need(r, func(a *acl.Authorizer) bool { return a.EventWrite(e.Name) }); err != nil {
+		return err
 	}
 	if e.ID, err = newUUID(); err != nil {
 		return err
