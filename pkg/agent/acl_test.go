@@ -59,6 +59,12 @@ service "web" { policy = "write" }
 	if svcs, err := anon.Agent().Services(); err != nil || len(svcs) != 0 {
 		t.Fatalf("anonymous agent services: %v %v, want none", svcs, err)
 	}
+	if ms, err := anon.Agent().Members(false); err != nil || len(ms) != 0 {
+		t.Fatalf("anonymous agent members: %v %v, want none", ms, err)
+	}
+	if ms, err := viaAgent(secret).Agent().Members(false); err != nil || len(ms) != 2 {
+		t.Fatalf("management agent members: %v %v, want the server and the agent", ms, err)
+	}
 	// Proxied requests carry their own token, not the agent's.
 	if _, err := anon.KV().Put(&consulapi.KVPair{Key: "k", Value: []byte("v")}, nil); !is403(err) {
 		t.Fatalf("anonymous put through the agent: %v, want 403", err)

@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -520,6 +521,19 @@ func (a *Agent) handleMembers(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		http.Error(w, err.Error(), http.StatusInternalServerError)
 		return
+	}
+	if a.opts.ACLAgentToken != "" { // read with the agent's token: shown as the request's allows
+		az, err := a.authorize(r)
+		if err != nil {
+			var se *statusError
+			if errors.As(err, &se) {
+				http.Error(w, se.msg, se.code)
+			} else {
+				http.Error(w, err.Error(), http.StatusInternalServerError)
+			}
+			return
+		}
+		ms = slices.DeleteFunc(ms, func(m local.Member) bool { return !az.NodeRead(m.Name) })
 	}
 	local.WriteMembers(w, ms)
 }
