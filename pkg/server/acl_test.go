@@ -395,3 +395,18 @@ func TestACLReadersWithoutWriteSeeNoSecrets(t *testing.T) {
 	_, _, err = reader.ACL().TokenCreate(&consulapi.ACLToken{}, nil)
 	denied(t, "token create with acl read", err)
 }
+
+func TestACLDefaultAllow(t *testing.T) {
+	bad := server.Options{Dev: true, ACL: server.ACLOptions{Enabled: true, DefaultPolicy: "maybe"}}
+	if err := bad.Validate(); !errors.Is(err, server.ErrInvalidOptions) || !strings.Contains(err.Error(), "-acl-default-policy") {
+		t.Fatalf("bad default policy: %v", err)
+	}
+	srv := servertest.Start(t, servertest.WithACL("allow"))
+	mgmt, _ := srv.Bootstrap(t)
+	ro := servertest.TokenWithRules(t, mgmt, "ro", `key_prefix "ro/" { policy = "read" }`)
+	mustPut(t, srv.Client.KV(), "open", "1") // anonymous, no rule: allowed
+	_, err := srv.ClientWithToken(t, ro).KV().Put(&consulapi.KVPair{Key: "ro/x", Value: []byte("1")}, nil)
+	denied(t, "a read rule under default allow", err)
+	_, _, err = srv.Client.ACL().TokenCreate(&consulapi.ACLToken{}, nil)
+	denied(t, "anonymous token create under default allow", err)
+}
