@@ -13,10 +13,10 @@ import (
 
 type serverOptions struct {
 	server.Options
+	hashSecrets   bool // -acl-hash-secrets: Options.ACL.KeepSecrets is its negation
 	dogstatsdAddr string
 	logLevel      string
 	logJSON       bool
-	hashSecrets   bool
 }
 
 func newServerCmd() *cobra.Command {

@@ -18,6 +18,8 @@ type Options struct {
 	NodeName   string // default: the host name
 	Datacenter string // default "dc1"
 	Version    string // reported by /v1/agent/self
+	// ACL turns on access control (see acl.go); its zero value leaves it off.
+	ACL ACLOptions
 
 	// Dev runs one node entirely in memory with fast Raft timers: nothing is
 	// written to disk and it is ready in well under a second.
@@ -54,9 +56,6 @@ type Options struct {
 	// SessionTTLMin is the smallest session TTL accepted (Consul's
 	// session_ttl_min, default 10s).
 	SessionTTLMin time.Duration
-
-	// ACL turns on access control (see acl.go); its zero value leaves it off.
-	ACL ACLOptions
 
 	Logger  *slog.Logger // nil discards
 	Metrics metrics.Sink // nil discards
