@@ -6,6 +6,7 @@ import (
 	"crypto/subtle"
 	"encoding/hex"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -196,6 +197,9 @@ func (s *Server) buildAuthorizer(rt *state.ReadTxn, tok *state.ACLToken) *acl.Au
 		p := rt.ACLPolicy(l.ID)
 		if p == nil {
 			continue // a deleted policy grants nothing
+		}
+		if len(p.Datacenters) > 0 && !slices.Contains(p.Datacenters, s.opts.Datacenter) {
+			continue // a policy for other datacenters, as Consul
 		}
 		if p.ID == managementPolicyID {
 			return acl.Manage()

@@ -410,3 +410,24 @@ func TestACLDefaultAllow(t *testing.T) {
 	_, _, err = srv.Client.ACL().TokenCreate(&consulapi.ACLToken{}, nil)
 	denied(t, "anonymous token create under default allow", err)
 }
+
+func TestACLPolicyForAnotherDatacenterGrantsNothing(t *testing.T) {
+	srv := servertest.Start(t, servertest.WithACL("deny"))
+	mgmt, _ := srv.Bootstrap(t)
+	mk := func(name string, dcs []string) *consulapi.Client {
+		p, _, err := mgmt.ACL().PolicyCreate(&consulapi.ACLPolicy{Name: name, Rules: `key_prefix "" { policy = "write" }`, Datacenters: dcs}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tok, _, err := mgmt.ACL().TokenCreate(&consulapi.ACLToken{Policies: []*consulapi.ACLTokenPolicyLink{{ID: p.ID}}}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return srv.ClientWithToken(t, tok.SecretID)
+	}
+	_, err := mk("dc9-only", []string{"dc9"}).KV().Put(&consulapi.KVPair{Key: "k", Value: []byte("1")}, nil)
+	denied(t, "a policy for dc9 in dc1", err)
+	if _, err := mk("dc1-too", []string{"dc9", "dc1"}).KV().Put(&consulapi.KVPair{Key: "k", Value: []byte("1")}, nil); err != nil {
+		t.Fatalf("a policy for dc1: %v", err)
+	}
+}
