@@ -46,6 +46,7 @@ checks -config-dir and exits.`,
 	f.BoolVar(&o.EnableScriptChecks, "enable-script-checks", false, "allow checks that run a program (args), from files and the API")
 	f.BoolVar(&o.LeaveOnTerminate, "leave-on-terminate", true, "on SIGTERM or SIGINT, remove the node from the catalog")
 	f.DurationVar(&o.SyncInterval, "sync-interval", agent.DefaultSyncInterval, "full sync with the catalog this often (±25% jitter), putting back what was removed behind the agent's back")
+	f.StringVar(&o.ACLAgentToken, "acl-agent-token", "", "token for the agent's own catalog sync and heartbeats when the servers enforce ACLs (requests it proxies carry their own)")
 	f.BoolVar(&o.validate, "validate", false, "check -config-dir and exit: 0 when valid, 1 with the file and field of each error")
 	f.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
 	f.BoolVar(&o.logJSON, "log-json", false, "log JSON lines instead of text")

@@ -116,6 +116,7 @@ func newKVXCmd() *cobra.Command {
 		Use:   "kvx",
 		Short: "Move configuration to every machine of a fleet",
 	}
+	root.AddCommand(newACLCmd())
 	root.AddCommand(newServerCmd(), newAgentCmd(), newVersionCmd(), newBenchCmd(),
 		newInCmd(), newOutCmd(), newStatusCmd(), newStopCmd(), newStartCmd(),
 		newFreezeCmd(), newUnfreezeCmd(), newCopyCmd(), newRawCmd(), newDemoCmd(),

@@ -13,6 +13,7 @@ import (
 
 type serverOptions struct {
 	server.Options
+	hashSecrets   bool // -acl-hash-secrets: Options.ACL.KeepSecrets is its negation
 	dogstatsdAddr string
 	logLevel      string
 	logJSON       bool
@@ -45,6 +46,10 @@ datacenter and addresses from its first start, so a restart needs only
 	f.DurationVar(&o.HeartbeatTimeout, "raft-timeout", 0, "Raft heartbeat and election timeout (default 1s, 50ms with -dev)")
 	f.DurationVar(&o.NodeTimeout, "node-timeout", server.DefaultNodeTimeout, "an agent whose heartbeats stop for this long has its node's serfHealth marked critical")
 	f.DurationVar(&o.SessionTTLMin, "session-ttl-min", server.DefaultSessionTTLMin, "smallest session TTL accepted (the leader destroys a session not renewed for twice its TTL)")
+	f.BoolVar(&o.ACL.Enabled, "acl-enabled", false, "enforce ACLs: every request needs a token whose policies allow it (see the README's Security section)")
+	f.StringVar(&o.ACL.DefaultPolicy, "acl-default-policy", "", "with -acl-enabled, what a request that no rule of its token matches gets: allow, or deny when not given")
+	f.BoolVar(&o.hashSecrets, "acl-hash-secrets", true, "store only the SHA-256 of token secrets (a SecretID is shown once, at creation); false keeps them readable, as Consul")
+	f.StringVar(&o.ACL.AgentToken, "acl-agent-token", "", "token for the server's own agent work and the answers that follow no request's token (DNS)")
 	f.StringVar(&o.dogstatsdAddr, "dogstatsd-addr", "", "send metrics to this dogstatsd agent (host:port)")
 	f.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
 	f.BoolVar(&o.logJSON, "log-json", false, "log JSON lines instead of text")
@@ -68,6 +73,7 @@ func runServer(cmd *cobra.Command, o *serverOptions) error {
 		return err
 	}
 	opts := o.Options
+	opts.ACL.KeepSecrets = !o.hashSecrets
 	opts.Logger = logger
 	opts.Version = Version
 	if o.dogstatsdAddr != "" {

@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -47,7 +48,11 @@ type Options struct {
 	// MinCheckInterval is the shortest check interval (0: 1s, as Consul).
 	MinCheckInterval time.Duration
 	Version          string
-	Logger           *slog.Logger
+	// ACLAgentToken is the token of the agent's own work: its catalog sync
+	// and heartbeats (-acl-agent-token). Requests it proxies carry their
+	// own.
+	ACLAgentToken string
+	Logger        *slog.Logger
 }
 
 // Listener is something the agent serves on its own address: Bind takes
@@ -103,7 +108,7 @@ func New(opts Options) (*Agent, error) {
 	if opts.SyncInterval <= 0 {
 		opts.SyncInterval = DefaultSyncInterval
 	}
-	srv, err := newServers(opts.Join)
+	srv, err := newServers(opts.Join, opts.ACLAgentToken)
 	if err != nil {
 		return nil, err
 	}
@@ -122,6 +127,10 @@ func New(opts Options) (*Agent, error) {
 		addr = outboundAddr(opts.Join[0])
 	}
 	a := &Agent{opts: opts, log: opts.Logger, srv: srv, dc: "dc1", httpAddr: make(chan string, 1)}
+	var authorize func(*http.Request) (local.Authz, error)
+	if opts.ACLAgentToken != "" {
+		authorize = a.authorize
+	}
 	// The datacenter is the servers'; learnDatacenter asks them.
 	a.state = local.New(local.Options{
 		Node: local.Node{ID: id, Node: opts.NodeName, Address: addr,
@@ -135,6 +144,7 @@ func New(opts Options) (*Agent, error) {
 		MinCheckInterval:   opts.MinCheckInterval,
 		Logger:             opts.Logger,
 		OnRegistered:       a.persist,
+		Authorize:          authorize,
 	})
 	if defs != nil {
 		a.warn(defs)
@@ -511,6 +521,19 @@ func (a *Agent) handleMembers(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		http.Error(w, err.Error(), http.StatusInternalServerError)
 		return
+	}
+	if a.opts.ACLAgentToken != "" { // read with the agent's token: shown as the request's allows
+		az, err := a.authorize(r)
+		if err != nil {
+			var se *statusError
+			if errors.As(err, &se) {
+				http.Error(w, se.msg, se.code)
+			} else {
+				http.Error(w, err.Error(), http.StatusInternalServerError)
+			}
+			return
+		}
+		ms = slices.DeleteFunc(ms, func(m local.Member) bool { return !az.NodeRead(m.Name) })
 	}
 	local.WriteMembers(w, ms)
 }

@@ -30,13 +30,13 @@ func (s *servers) closeIdle() {
 	}
 }
 
-func newServers(addrs []string) (*servers, error) {
+func newServers(addrs []string, token string) (*servers, error) {
 	if len(addrs) == 0 {
 		return nil, errors.New("no server to join: give at least one -join address")
 	}
 	s := &servers{addrs: addrs}
 	for _, a := range addrs {
-		c, err := client.New(client.Options{Address: a, OnTransport: func(t *http.Transport) { s.transports = append(s.transports, t) }})
+		c, err := client.New(client.Options{Address: a, Token: token, OnTransport: func(t *http.Transport) { s.transports = append(s.transports, t) }})
 		if err != nil {
 			return nil, err
 		}

@@ -77,7 +77,8 @@ func (a *Agent) restartWatches() {
 	if err != nil {
 		return
 	}
-	c, err := client.New(client.Options{Address: addr})
+	// Watches read with the agent's token, as Consul's use its default one.
+	c, err := client.New(client.Options{Address: addr, Token: a.opts.ACLAgentToken})
 	if err != nil {
 		a.log.Error("watches: client of the agent's API", "err", err)
 		return

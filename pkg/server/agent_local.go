@@ -25,6 +25,13 @@ func (s *Server) newLocalAgent() *local.State {
 		Datacenter: s.opts.Datacenter,
 		Catalog:    serverCatalog{s},
 		Logger:     s.logger.With("agent", s.opts.NodeName),
+		Authorize: func(r *http.Request) (local.Authz, error) {
+			a, err := s.authz(r)
+			if err != nil {
+				return nil, err
+			}
+			return a, nil
+		},
 	})
 }
 
@@ -210,6 +217,14 @@ func (s *Server) handleAgentMembers(w http.ResponseWriter, r *http.Request) erro
 	if err := s.checkScope(r.URL.Query()); err != nil {
 		return err
 	}
-	local.WriteMembers(w, s.Members())
+	az, err := s.authz(r)
+	if err != nil {
+		return err
+	}
+	members, filtered := filterBy(s.Members(), func(m local.Member) bool { return az.NodeRead(m.Name) })
+	if filtered {
+		setFiltered(w)
+	}
+	local.WriteMembers(w, members)
 	return nil
 }

@@ -42,6 +42,9 @@ func decodeCatalog(c *command, b []byte) error {
 	case cmdEvent:
 		c.event = new(state.Event)
 		err = json.Unmarshal(b, c.event)
+	case cmdACL:
+		c.acl = new(aclCommand)
+		err = json.Unmarshal(b, c.acl)
 	}
 	if err != nil {
 		return fmt.Errorf("%w: %v", errBadCommand, err)

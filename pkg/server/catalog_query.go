@@ -9,6 +9,7 @@ import (
 	bexpr "github.com/hashicorp/go-bexpr"
 	memdb "github.com/hashicorp/go-memdb"
 
+	"github.com/kvxproject/kvx/pkg/acl"
 	"github.com/kvxproject/kvx/pkg/server/state"
 )
 
@@ -24,6 +25,20 @@ type catalogQuery struct {
 	// shared: the answer may come from s.answers (a query on one service).
 	// Only blocking queries share: they are the ones that come in crowds.
 	shared bool
+	// az is the request's token's Authorizer once the query has run; the
+	// answers leave out what it cannot read and set filtered.
+	az       *acl.Authorizer
+	filtered bool
+}
+
+// readable reports whether the token may see a node, and a service on it
+// (svc "" for none), noting when it may not.
+func (c *catalogQuery) readable(node, svc string) bool {
+	if c.az.NodeRead(node) && (svc == "" || c.az.ServiceRead(svc)) {
+		return true
+	}
+	c.filtered = true
+	return false
 }
 
 func (s *Server) parseCatalogQuery(q url.Values) (catalogQuery, error) {
@@ -126,8 +141,13 @@ func (s *Server) catalogRead(w http.ResponseWriter, r *http.Request, c *catalogQ
 	if err != nil {
 		return err
 	}
+	if c.az, err = s.authz(r); err != nil {
+		return err
+	}
 	var body []byte
-	if c.shared && c.minIndex > 0 {
+	// The shared answers are the unfiltered ones: with ACLs, only a
+	// management token's answer may be shared.
+	if c.shared && c.minIndex > 0 && (!s.opts.ACL.Enabled || c.az.IsManagement()) {
 		body, err = s.answers.body(answerKey(r), idx, 0, encodeJSON(answer))
 	} else {
 		body, err = encodeJSON(answer)()
@@ -136,6 +156,9 @@ func (s *Server) catalogRead(w http.ResponseWriter, r *http.Request, c *catalogQ
 		return err
 	}
 	s.setMeta(w, idx, true)
+	if c.filtered {
+		setFiltered(w)
+	}
 	consistency := "leader"
 	switch {
 	case c.stale:

@@ -17,6 +17,7 @@ import (
 //	reap : type | uvarint index
 //	register, deregister : type | JSON (see catalog_command.go)
 //	session, event       : type | JSON (see session_command.go)
+//	acl                  : type | JSON (see acl_command.go)
 //	op   : verb byte | key | value | uvarint flags | uvarint index | session
 type cmdType byte
 
@@ -28,6 +29,7 @@ const (
 	cmdDeregister cmdType = 5
 	cmdSession    cmdType = 6
 	cmdEvent      cmdType = 7
+	cmdACL        cmdType = 8
 )
 
 var verbCodes = []state.Verb{
@@ -54,6 +56,7 @@ type command struct {
 	dereg *state.Deregistration
 	sess  *sessionCommand
 	event *state.Event
+	acl   *aclCommand
 }
 
 func appendBytes(b, v []byte) []byte {
@@ -171,7 +174,7 @@ func decodeCommand(data []byte) (command, error) {
 		}
 	case cmdReap:
 		c.index = d.uvarint()
-	case cmdRegister, cmdDeregister, cmdSession, cmdEvent:
+	case cmdRegister, cmdDeregister, cmdSession, cmdEvent, cmdACL:
 		if err := decodeCatalog(&c, d.b); err != nil {
 			return command{}, err
 		}

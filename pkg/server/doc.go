@@ -106,5 +106,21 @@
 // entries too, since there is no gossip: every server keeps the last 256 and
 // lists those whose filters match its own node.
 //
+// # ACLs
+//
+// With Options.ACL.Enabled, tokens and policies are state tables written
+// through Raft (acl_command.go) and kept in snapshots; the endpoints are
+// Consul's /v1/acl/ (http_acl.go). A request's token (?token=,
+// X-Consul-Token, Authorization: Bearer) is resolved on the node that
+// answers, after the forward decision, from that node's state: by the
+// SHA-256 of the secret, which is all the state keeps unless KeepSecrets
+// (acl.go). Its Authorizer (package acl) is built once per token and state
+// of the ACL tables. Every handler checks what it does or filters what it
+// lists with it, setting X-Consul-Results-Filtered-By-ACLs; a blocking query
+// watches the ACL tables and resolves its token again each time it wakes,
+// so a deleted or expired token gets 403 and nothing more. The answer cache
+// shares only unfiltered (management) answers. AuthorizerFor gives callers
+// outside HTTP (DNS) the Authorizer of a token, the agent token by default.
+//
 // Only this package imports raft. It must not import consul/api outside tests.
 package server

@@ -70,6 +70,9 @@ func (f *fsm) ApplyBatch(logs []*raft.Log) []any {
 		case cmdEvent:
 			flush()
 			out[i] = f.applyEvent(c.event, l.Index)
+		case cmdACL:
+			flush()
+			out[i] = f.applyACL(c.acl, l.Index)
 		case cmdTxn:
 			flush()
 			w := f.store.Write()

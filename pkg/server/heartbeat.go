@@ -10,6 +10,8 @@ import (
 	"github.com/hashicorp/raft"
 
 	"github.com/kvxproject/kvx/pkg/server/state"
+
+	"github.com/kvxproject/kvx/pkg/acl"
 )
 
 // Liveness without gossip, as Nomad's clients: every agent heartbeats to the
@@ -51,6 +53,9 @@ func (s *Server) handleHeartbeat(w http.ResponseWriter, r *http.Request) error {
 	}
 	if !s.ready.Load() {
 		return errNoLeader
+	}
+	if err := s.need(r, func(a *acl.Authorizer) bool { return a.NodeWrite(node) }); err != nil {
+		return err // an agent's own token (-acl-agent-token) writes its node
 	}
 	if s.store.Read().Node(node) == nil {
 		return &httpError{code: http.StatusNotFound, msg: fmt.Sprintf("Unknown node %q: register it in the catalog first", node)}

@@ -134,6 +134,8 @@ func (s *Server) handler() http.Handler {
 	s.route(mux, "/v1/agent/check/", "agent.check", s.handleAgentLocal)
 	s.route(mux, "/v1/agent/health/service/", "agent.health", s.handleAgentLocal)
 	s.route(mux, "/v1/agent/maintenance", "agent.maintenance", s.handleAgentLocal)
+	s.route(mux, "/v1/acl/", "acl", s.handleACL)
+	s.route(mux, "/v1/kvx/acl/authorizer", "kvx.acl.authorizer", s.handleKvxAuthorizer)
 	s.route(mux, "/v1/operator/raft/configuration", "operator.raft.configuration", s.handleRaftConfiguration)
 	return s.logRequests(func(w http.ResponseWriter, r *http.Request) {
 		// ServeMux would clean a ".." segment away with a redirect, so that a
@@ -154,6 +156,7 @@ func (s *Server) route(mux *http.ServeMux, pattern, endpoint string, h handlerFu
 	mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		s.requests.Add(1)
+		r = s.withACL(r)
 		if err := h(w, r); err != nil {
 			s.writeError(w, err)
 		}
@@ -236,7 +239,11 @@ func (s *Server) blockingQuery(r *http.Request, o queryOpts, query func(ws memdb
 		}
 	}
 	if o.minIndex == 0 {
-		return query(nil, s.store.Read()), nil
+		rt := s.store.Read()
+		if err := s.reauthorize(r, rt); err != nil {
+			return 0, err
+		}
+		return query(nil, rt), nil
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), effectiveWait(o.wait))
 	defer cancel()
@@ -247,6 +254,12 @@ func (s *Server) blockingQuery(r *http.Request, o queryOpts, query func(ws memdb
 		ws := memdb.NewWatchSet()
 		ws.Add(rt.AbandonCh())
 		ws.Add(s.shutdown)
+		if s.opts.ACL.Enabled { // a token's change wakes the query, which resolves it again
+			rt.ACLIndex(ws)
+			if err := s.reauthorize(r, rt); err != nil {
+				return 0, err
+			}
+		}
 		idx := query(ws, rt)
 		if idx != o.minIndex {
 			return idx, nil

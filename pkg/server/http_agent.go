@@ -7,6 +7,8 @@ import (
 	"strconv"
 
 	"github.com/hashicorp/raft"
+
+	"github.com/kvxproject/kvx/pkg/acl"
 )
 
 func onlyGET(r *http.Request) error {
@@ -72,6 +74,9 @@ func (s *Server) handleRaftConfiguration(w http.ResponseWriter, r *http.Request)
 		s.forward(w, r)
 		return nil
 	}
+	if err := s.need(r, (*acl.Authorizer).OperatorRead); err != nil {
+		return err
+	}
 	servers, index, err := s.raftConfiguration()
 	if err != nil {
 		return err
@@ -93,6 +98,9 @@ func (s *Server) handleRaftConfiguration(w http.ResponseWriter, r *http.Request)
 
 func (s *Server) handleAgentSelf(w http.ResponseWriter, r *http.Request) error {
 	if err := onlyGET(r); err != nil {
+		return err
+	}
+	if err := s.need(r, func(a *acl.Authorizer) bool { return a.AgentRead(s.opts.NodeName) }); err != nil {
 		return err
 	}
 	host, portStr, _ := net.SplitHostPort(s.RaftAddr())
@@ -123,6 +131,9 @@ func (s *Server) handleAgentSelf(w http.ResponseWriter, r *http.Request) error {
 
 func (s *Server) handleAgentMetrics(w http.ResponseWriter, r *http.Request) error {
 	if err := onlyGET(r); err != nil {
+		return err
+	}
+	if err := s.need(r, func(a *acl.Authorizer) bool { return a.AgentRead(s.opts.NodeName) }); err != nil {
 		return err
 	}
 	v, err := s.tel.inmem.DisplayMetrics(w, r)

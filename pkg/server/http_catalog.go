@@ -167,6 +167,9 @@ func (s *Server) handleCatalogRegister(w http.ResponseWriter, r *http.Request) e
 	if err != nil {
 		return err
 	}
+	if err := s.registerAllowed(r, reg); err != nil {
+		return err
+	}
 	cmd, err := encodeRegister(reg)
 	return s.catalogWrite(w, cmd, err)
 }
@@ -188,6 +191,9 @@ func (s *Server) handleCatalogDeregister(w http.ResponseWriter, r *http.Request)
 	}
 	if req.Node == "" {
 		return consulError("Must provide node")
+	}
+	if err := s.deregisterAllowed(r, &req); err != nil {
+		return err
 	}
 	cmd, err := encodeDeregister(&req)
 	return s.catalogWrite(w, cmd, err)
@@ -243,7 +249,7 @@ func (s *Server) handleCatalogNodes(w http.ResponseWriter, r *http.Request) erro
 	}, func() (any, error) {
 		out := []*nodeJSON{}
 		for _, n := range nodes {
-			if c.metaOK(n) {
+			if c.metaOK(n) && c.readable(n.Node, "") {
 				out = append(out, s.nodeJSON(n))
 			}
 		}
@@ -274,7 +280,15 @@ func (s *Server) handleCatalogServices(w http.ResponseWriter, r *http.Request) e
 		}
 		idx, services = rt.Services(ws, keep)
 		return idx
-	}, func() (any, error) { return services, filterErr })
+	}, func() (any, error) {
+		for name := range services {
+			if !c.az.ServiceRead(name) {
+				delete(services, name)
+				c.filtered = true
+			}
+		}
+		return services, filterErr
+	})
 }
 
 func (s *Server) handleCatalogService(w http.ResponseWriter, r *http.Request) error {
@@ -290,7 +304,7 @@ func (s *Server) handleCatalogService(w http.ResponseWriter, r *http.Request) er
 	}, func() (any, error) {
 		out := []*serviceNodeJSON{}
 		for _, in := range instances {
-			if c.metaOK(in.Node) && c.tagsOK(in.Service) {
+			if c.metaOK(in.Node) && c.tagsOK(in.Service) && c.readable(in.Node.Node, in.Service.Service) {
 				out = append(out, s.serviceNode(in))
 			}
 		}
@@ -311,11 +325,15 @@ func (s *Server) handleCatalogNode(w http.ResponseWriter, r *http.Request) error
 		idx, node, services = rt.NodeServices(ws, name)
 		return idx
 	}, func() (any, error) {
-		if node == nil {
+		if node == nil || !c.readable(node.Node, "") {
 			return nil, nil // Consul answers null for a missing node
 		}
 		out := &nodeServicesJSON{Node: s.nodeJSON(node), Services: map[string]*agentServiceJSON{}}
 		for _, sv := range services {
+			if !c.az.ServiceRead(sv.Service) {
+				c.filtered = true
+				continue
+			}
 			as := agentService(sv)
 			ok, err := c.match(as)
 			if err != nil {
@@ -327,4 +345,83 @@ func (s *Server) handleCatalogNode(w http.ResponseWriter, r *http.Request) error
 		}
 		return out, nil
 	})
+}
+
+// serviceName is the name of a node's service instance, "" when missing.
+func serviceName(rt *state.ReadTxn, node, id string) string {
+	_, _, services := rt.NodeServices(nil, node)
+	for _, sv := range services {
+		if sv.ID == id {
+			return sv.Service
+		}
+	}
+	return ""
+}
+
+// registerAllowed applies Consul's checks to a registration: node write to
+// create or change the node and for its node checks, service write for its
+// service (under the old name too, if the ID had one) and service checks.
+func (s *Server) registerAllowed(r *http.Request, reg *state.Registration) error {
+	az, err := s.authz(r)
+	if err != nil {
+		return err
+	}
+	rt := s.store.Read()
+	ok := true
+	if n := rt.Node(reg.Node.Node); !reg.SkipNodeUpdate && (n == nil || n.Address != reg.Node.Address) {
+		ok = az.NodeWrite(reg.Node.Node)
+	}
+	if sv := reg.Service; sv != nil {
+		ok = ok && az.ServiceWrite(sv.Service)
+		if old := serviceName(rt, reg.Node.Node, sv.ID); old != "" && old != sv.Service {
+			ok = ok && az.ServiceWrite(old)
+		}
+	}
+	for _, c := range reg.Checks {
+		switch {
+		case c.ServiceID == "":
+			ok = ok && az.NodeWrite(reg.Node.Node)
+		case reg.Service != nil && c.ServiceID == reg.Service.ID:
+		default:
+			ok = ok && az.ServiceWrite(serviceName(rt, reg.Node.Node, c.ServiceID))
+		}
+	}
+	if !ok {
+		return errPermissionDenied
+	}
+	return nil
+}
+
+// deregisterAllowed: service write for a service or its check, node write
+// for a node check or the whole node.
+func (s *Server) deregisterAllowed(r *http.Request, d *state.Deregistration) error {
+	az, err := s.authz(r)
+	if err != nil {
+		return err
+	}
+	rt := s.store.Read()
+	var ok bool
+	switch {
+	case d.ServiceID != "":
+		name := serviceName(rt, d.Node, d.ServiceID)
+		ok = name == "" && az.NodeWrite(d.Node) || name != "" && az.ServiceWrite(name)
+	case d.CheckID != "":
+		ok = az.NodeWrite(d.Node)
+		for _, c := range checksOfNode(rt, d.Node) {
+			if c.CheckID == d.CheckID && c.ServiceID != "" {
+				ok = az.ServiceWrite(c.ServiceName)
+			}
+		}
+	default:
+		ok = az.NodeWrite(d.Node)
+	}
+	if !ok {
+		return errPermissionDenied
+	}
+	return nil
+}
+
+func checksOfNode(rt *state.ReadTxn, node string) []*state.Check {
+	_, checks := rt.NodeChecks(nil, node)
+	return checks
 }

@@ -11,6 +11,7 @@ import (
 
 	memdb "github.com/hashicorp/go-memdb"
 
+	"github.com/kvxproject/kvx/pkg/acl"
 	"github.com/kvxproject/kvx/pkg/server/state"
 )
 
@@ -59,11 +60,14 @@ func (s *Server) handleEventFire(w http.ResponseWriter, r *http.Request) error {
 	if err := validateEvent(&e); err != nil {
 		return err
 	}
-	if !s.IsLeader() { // hand the body we read to the leader
+	if !s.IsLeader() { // hand the body we read to the leader, which checks the token
 		r.Body = io.NopCloser(bytes.NewReader(body))
 		r.ContentLength = int64(len(body))
 		s.forward(w, r)
 		return nil
+	}
+	if err := s.need(r, func(a *acl.Authorizer) bool { return a.EventWrite(e.Name) }); err != nil {
+		return err
 	}
 	if e.ID, err = newUUID(); err != nil {
 		return err
@@ -179,8 +183,13 @@ func (s *Server) handleEventList(w http.ResponseWriter, r *http.Request) error {
 		node = s.opts.NodeName
 	}
 	var out []eventJSON
+	filtered := false
 	idx, err := s.blockingQuery(r, o, func(ws memdb.WatchSet, rt *state.ReadTxn) uint64 {
-		out = out[:0]
+		out, filtered = out[:0], false
+		az, err := s.authz(r) // as resolved for this wake-up
+		if err != nil {
+			return 1
+		}
 		events := rt.Events(ws)
 		if len(events) == 0 {
 			return 1
@@ -188,6 +197,10 @@ func (s *Server) handleEventList(w http.ResponseWriter, r *http.Request) error {
 		_, _, services := rt.NodeServices(ws, node)
 		for _, e := range events {
 			if (name != "" && e.Name != name) || !EventMatches(e, node, services) {
+				continue
+			}
+			if !az.EventRead(e.Name) {
+				filtered = true
 				continue
 			}
 			out = append(out, eventJSON(*e))
@@ -201,6 +214,9 @@ func (s *Server) handleEventList(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	w.Header()["X-Consul-Index"] = []string{strconv.FormatUint(idx, 10)}
+	if filtered {
+		setFiltered(w)
+	}
 	if out == nil {
 		out = []eventJSON{}
 	}

@@ -24,7 +24,7 @@ func (s *Server) handleHealthService(w http.ResponseWriter, r *http.Request) err
 		out := make([]*healthJSON, 0, len(instances))
 		for i := range instances {
 			h := &instances[i]
-			if c.metaOK(h.Node) && c.tagsOK(h.Service) && (!c.passing || h.Passing()) {
+			if c.metaOK(h.Node) && c.tagsOK(h.Service) && (!c.passing || h.Passing()) && c.readable(h.Node.Node, h.Service.Service) {
 				out = append(out, s.healthOut(h))
 			}
 		}
@@ -53,6 +53,9 @@ func (s *Server) checksRead(w http.ResponseWriter, r *http.Request, c *catalogQu
 	}, func() (any, error) {
 		out := make([]*checkJSON, 0, len(checks))
 		for _, ch := range checks {
+			if !c.readable(ch.Node, ch.ServiceName) {
+				continue
+			}
 			if nodes != nil {
 				if n := nodes[ch.Node]; n == nil || !c.metaOK(n) {
 					continue

@@ -9,6 +9,7 @@ import (
 
 	memdb "github.com/hashicorp/go-memdb"
 
+	"github.com/kvxproject/kvx/pkg/acl"
 	"github.com/kvxproject/kvx/pkg/server/state"
 )
 
@@ -81,7 +82,25 @@ func (s *Server) kvGet(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	az, err := s.authz(r) // as resolved when the query last woke
+	if err != nil {
+		return err
+	}
+	filtered := false
+	switch {
+	case has(q, "keys"):
+		keys, filtered = filterKeys(az, keys)
+	case has(q, "recurse"):
+		entries, filtered = filterEntries(az, entries)
+	default:
+		if !az.KeyRead(key) {
+			return errPermissionDenied
+		}
+	}
 	s.setMeta(w, idx, true)
+	if filtered {
+		setFiltered(w)
+	}
 	var build func() ([]byte, error)
 	switch {
 	case len(keys) > 0:
@@ -110,7 +129,13 @@ func (s *Server) kvGet(w http.ResponseWriter, r *http.Request) error {
 	}
 	// The watchers of a key wake together and ask the same question at the
 	// same index: the first encodes the answer, the others share its bytes.
-	body, err := s.answers.body("/v1/kv\x00"+shape+key, idx, gen, build)
+	// A filtered answer is this token's alone: not shared.
+	var body []byte
+	if filtered {
+		body, err = build()
+	} else {
+		body, err = s.answers.body("/v1/kv\x00"+shape+key, idx, gen, build)
+	}
 	if err != nil {
 		return err
 	}
@@ -188,6 +213,9 @@ func (s *Server) kvPut(w http.ResponseWriter, r *http.Request) error {
 		return tooLarge(int64(len(body)))
 	}
 	op.Value = body
+	if err := s.kvAllowed(r, &op); err != nil {
+		return err
+	}
 	if op.Verb == state.VerbLock && time.Now().Before(s.store.LockDelay(key)) {
 		// A lock delay holds the key: refused without a write, as Consul.
 		writeRawJSON(w, http.StatusOK, []byte("false"))
@@ -218,6 +246,9 @@ func (s *Server) kvDelete(w http.ResponseWriter, r *http.Request) error {
 		}
 		op.Verb = state.VerbDeleteCAS
 	}
+	if err := s.kvAllowed(r, &op); err != nil {
+		return err
+	}
 	return s.kvWrite(w, &op)
 }
 
@@ -236,4 +267,63 @@ func (s *Server) kvWrite(w http.ResponseWriter, op *state.Op) error {
 		writeRawJSON(w, http.StatusOK, []byte("false"))
 	}
 	return nil
+}
+
+// kvAllowed checks a KV write against the request's token: write on the
+// key, or on every key under it for a recursive delete.
+func (s *Server) kvAllowed(r *http.Request, op *state.Op) error {
+	az, err := s.authz(r)
+	if err != nil {
+		return err
+	}
+	if !opAllowed(az, op) {
+		return errPermissionDenied
+	}
+	return nil
+}
+
+// opAllowed applies Consul's checks to one KV operation, of a write or of
+// a txn.
+func opAllowed(az *acl.Authorizer, op *state.Op) bool {
+	switch op.Verb {
+	case state.VerbDeleteTree:
+		return az.KeyWritePrefix(op.Key)
+	case state.VerbGetTree:
+		return true // filtered, as a ?recurse read
+	case state.VerbGet, state.VerbGetOrEmpty, state.VerbCheckIndex, state.VerbCheckSession, state.VerbCheckNotExists:
+		return az.KeyRead(op.Key)
+	}
+	return az.KeyWrite(op.Key)
+}
+
+// filterKeys and filterEntries leave out what the token cannot read, and
+// say whether they did; with nothing to leave out they copy nothing.
+func filterKeys(az *acl.Authorizer, keys []string) ([]string, bool) {
+	if az == allowAll {
+		return keys, false
+	}
+	return filterBy(keys, az.KeyRead)
+}
+
+func filterEntries(az *acl.Authorizer, entries []*state.Entry) ([]*state.Entry, bool) {
+	if az == allowAll {
+		return entries, false
+	}
+	return filterBy(entries, func(e *state.Entry) bool { return az.KeyRead(e.Key) })
+}
+
+func filterBy[T any](in []T, keep func(T) bool) ([]T, bool) {
+	for i, v := range in {
+		if keep(v) {
+			continue
+		}
+		out := append(make([]T, 0, len(in)-1), in[:i]...)
+		for _, v := range in[i+1:] {
+			if keep(v) {
+				out = append(out, v)
+			}
+		}
+		return out, true
+	}
+	return in, false
 }

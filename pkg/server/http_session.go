@@ -167,7 +167,11 @@ func (s *Server) handleSession(w http.ResponseWriter, r *http.Request) error {
 		switch op {
 		case "create":
 			return s.sessionCreate(w, r)
-		case "destroy":
+		}
+		if err := s.sessionAllowed(r, arg); err != nil {
+			return err
+		}
+		if op == "destroy" {
 			return s.sessionDestroy(w, arg)
 		}
 		return s.sessionRenew(w, arg)
@@ -205,6 +209,13 @@ func (s *Server) sessionCreate(w http.ResponseWriter, r *http.Request) error {
 	sess, err := s.newSession(&req)
 	if err != nil {
 		return err
+	}
+	az, err := s.authz(r)
+	if err != nil {
+		return err
+	}
+	if !az.SessionWrite(sess.Node) {
+		return errPermissionDenied
 	}
 	cmd, err := encodeSession(&sessionCommand{Op: sessionCreate, Session: sess})
 	if err != nil {
@@ -283,8 +294,29 @@ func (s *Server) sessionRead(w http.ResponseWriter, r *http.Request, op, arg str
 	if err != nil {
 		return err
 	}
+	az, err := s.authz(r)
+	if err != nil {
+		return err
+	}
+	out, filtered := filterBy(out, func(sess *state.Session) bool { return az.SessionRead(sess.Node) })
 	s.setMeta(w, idx, true)
+	if filtered {
+		setFiltered(w)
+	}
 	return writeSessions(w, out)
+}
+
+// sessionAllowed checks a destroy or renew: session write on the
+// session's node. A missing session is left to the operation.
+func (s *Server) sessionAllowed(r *http.Request, id string) error {
+	az, err := s.authz(r)
+	if err != nil {
+		return err
+	}
+	if _, sess := s.store.Read().SessionGet(nil, id); sess != nil && !az.SessionWrite(sess.Node) {
+		return errPermissionDenied
+	}
+	return nil
 }
 
 // sessionJSON is a session in Consul's wire format.

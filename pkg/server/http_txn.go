@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"strconv"
 
+	"github.com/kvxproject/kvx/pkg/acl"
 	"github.com/kvxproject/kvx/pkg/server/state"
 )
 
@@ -95,6 +96,15 @@ func (s *Server) handleTxn(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	az, err := s.authz(r)
+	if err != nil {
+		return err
+	}
+	for i := range ops { // one denied operation refuses the whole txn
+		if !opAllowed(az, &ops[i]) {
+			return errPermissionDenied
+		}
+	}
 	writes := false
 	for i := range ops {
 		writes = writes || ops[i].Verb.Writes()
@@ -119,6 +129,7 @@ func (s *Server) handleTxn(w http.ResponseWriter, r *http.Request) error {
 			}
 			res = rt.Txn(ops)
 		}
+		filtered := filterTxnResult(az, &res)
 		s.setMeta(w, 0, false)
 		leader, _ := s.raft.LeaderWithID()
 		b := appendTxnResult(nil, res)
@@ -129,7 +140,9 @@ func (s *Server) handleTxn(w http.ResponseWriter, r *http.Request) error {
 		b = strconv.AppendInt(b, s.lastContactMS(), 10)
 		b = append(b, `,"KnownLeader":`...)
 		b = strconv.AppendBool(b, leader != "")
-		b = append(b, `,"ConsistencyLevel":"","NotModified":false,"Backend":0,"ResultsFilteredByACLs":false}`...)
+		b = append(b, `,"ConsistencyLevel":"","NotModified":false,"Backend":0,"ResultsFilteredByACLs":`...)
+		b = strconv.AppendBool(b, filtered)
+		b = append(b, '}')
 		writeRawJSON(w, txnStatus(res), b)
 		return nil
 	}
@@ -144,6 +157,7 @@ func (s *Server) handleTxn(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	res := resp.(state.TxnResult)
+	filterTxnResult(az, &res)
 	writeRawJSON(w, txnStatus(res), appendTxnResult(nil, res))
 	return nil
 }
@@ -190,4 +204,11 @@ func appendTxnResult(b []byte, res state.TxnResult) []byte {
 		b = append(b, ']')
 	}
 	return append(b, '}')
+}
+
+// filterTxnResult leaves out the entries (of get-tree) the token cannot read.
+func filterTxnResult(az *acl.Authorizer, res *state.TxnResult) bool {
+	var filtered bool
+	res.Entries, filtered = filterEntries(az, res.Entries)
+	return filtered
 }

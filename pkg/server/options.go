@@ -19,6 +19,8 @@ type Options struct {
 	NodeName   string // default: the host name
 	Datacenter string // default "dc1"
 	Version    string // reported by /v1/agent/self
+	// ACL turns on access control (see acl.go); its zero value leaves it off.
+	ACL ACLOptions
 
 	// Dev runs one node entirely in memory with fast Raft timers: nothing is
 	// written to disk and it is ready in well under a second.
@@ -126,6 +128,8 @@ func (o *Options) Validate() error {
 		return invalid("snapshot interval %s, tombstone TTL %s: must not be negative", o.SnapshotInterval, o.TombstoneTTL)
 	case o.NodeTimeout < 0:
 		return invalid("-node-timeout %s: must be positive", o.NodeTimeout)
+	case o.ACL.DefaultPolicy != "" && o.ACL.DefaultPolicy != "allow" && o.ACL.DefaultPolicy != "deny":
+		return invalid("-acl-default-policy %q: want allow or deny", o.ACL.DefaultPolicy)
 	case o.SessionTTLMin < 0 || o.SessionTTLMin > 24*time.Hour:
 		return invalid("-session-ttl-min %s: must be between 0 and 24h", o.SessionTTLMin)
 	}

@@ -121,3 +121,49 @@ func (b *Buffer) Write(p []byte) (int, error) { b.mu.Lock(); defer b.mu.Unlock()
 
 // String returns everything written so far.
 func (b *Buffer) String() string { b.mu.Lock(); defer b.mu.Unlock(); return b.b.String() }
+
+// WithACL is an option of Start: ACLs enforced with this default policy
+// ("allow" or "deny").
+func WithACL(defaultPolicy string) func(*server.Options) {
+	return func(o *server.Options) {
+		o.ACL.Enabled = true
+		o.ACL.DefaultPolicy = defaultPolicy
+	}
+}
+
+// Bootstrap bootstraps the server's ACLs and returns a client with the
+// management token, and its SecretID.
+func (s *Server) Bootstrap(tb testing.TB) (*consulapi.Client, string) {
+	tb.Helper()
+	tok, _, err := s.Client.ACL().Bootstrap()
+	if err != nil {
+		tb.Fatalf("acl bootstrap: %v", err)
+	}
+	return s.ClientWithToken(tb, tok.SecretID), tok.SecretID
+}
+
+// ClientWithToken returns a client of the server that sends this token.
+func (s *Server) ClientWithToken(tb testing.TB, token string) *consulapi.Client {
+	tb.Helper()
+	c, err := client.New(client.Options{Address: s.HTTPAddr(), Token: token})
+	if err != nil {
+		tb.Fatalf("client: %v", err)
+	}
+	return c
+}
+
+// TokenWithRules creates a policy with these rules and a token with it,
+// through the management client mgmt, and returns the token's SecretID.
+func TokenWithRules(tb testing.TB, mgmt *consulapi.Client, name, rules string) string {
+	tb.Helper()
+	p, _, err := mgmt.ACL().PolicyCreate(&consulapi.ACLPolicy{Name: name, Rules: rules}, nil)
+	if err != nil {
+		tb.Fatalf("create policy %s: %v", name, err)
+	}
+	t, _, err := mgmt.ACL().TokenCreate(&consulapi.ACLToken{Description: name,
+		Policies: []*consulapi.ACLTokenPolicyLink{{ID: p.ID}}}, nil)
+	if err != nil {
+		tb.Fatalf("create token %s: %v", name, err)
+	}
+	return t.SecretID
+}

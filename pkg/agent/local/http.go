@@ -31,6 +31,10 @@ func (s *State) Handler() http.Handler {
 const syncWait = 10 * time.Second
 
 func (s *State) serve(w http.ResponseWriter, r *http.Request) error {
+	r, err := s.withAuthz(r)
+	if err != nil {
+		return err
+	}
 	path := strings.TrimPrefix(r.URL.Path, "/v1/agent/")
 	verb, rest, _ := strings.Cut(path, "/")
 	switch {
@@ -42,6 +46,9 @@ func (s *State) serve(w http.ResponseWriter, r *http.Request) error {
 		return put(r, func() error {
 			enable, reason, err := maintParams(r)
 			if err != nil {
+				return err
+			}
+			if err := need(authzOf(r).NodeWrite(s.opts.Node.Node)); err != nil {
 				return err
 			}
 			s.SetNodeMaintenance(enable, reason)
@@ -97,7 +104,10 @@ func writeError(w http.ResponseWriter, err error) {
 	code, msg := http.StatusInternalServerError, err.Error()
 	var he *httpError
 	var ae *allowError
+	var se StatusError
 	switch {
+	case errors.As(err, &se):
+		code = se.HTTPStatus()
 	case errors.As(err, &ae):
 		code, msg = ae.code, ae.msg
 		w.Header().Set("Allow", ae.allow)
@@ -214,7 +224,11 @@ func (s *State) serveServices(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	out := map[string]*agentServiceJSON{}
+	az := authzOf(r)
 	for _, sv := range s.Services() {
+		if !az.ServiceRead(sv.Service) {
+			continue
+		}
 		js := s.serviceJSON(&sv)
 		ok, err := keep(js)
 		if err != nil {
@@ -234,7 +248,11 @@ func (s *State) serveChecks(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	out := map[string]*checkJSON{}
+	az := authzOf(r)
 	for _, c := range s.Checks() {
+		if c.ServiceID == "" && !az.NodeRead(s.opts.Node.Node) || c.ServiceID != "" && !az.ServiceRead(c.ServiceName) {
+			continue
+		}
 		js := s.checkJSON(&c)
 		ok, err := keep(js)
 		if err != nil {
@@ -256,6 +274,14 @@ func (s *State) serveService(w http.ResponseWriter, r *http.Request, rest string
 			if err != nil {
 				return err
 			}
+			if err := need(authzOf(r).ServiceWrite(sv.Service)); err != nil {
+				return err
+			}
+			if old, ok := s.Service(sv.ID); ok && old.Service != sv.Service {
+				if err := need(authzOf(r).ServiceWrite(old.Service)); err != nil {
+					return err
+				}
+			}
 			if err := s.AddService(sv, own); err != nil {
 				return err
 			}
@@ -263,6 +289,9 @@ func (s *State) serveService(w http.ResponseWriter, r *http.Request, rest string
 		})
 	case strings.HasPrefix(rest, "deregister/"):
 		return put(r, func() error {
+			if err := s.serviceWrite(r, strings.TrimPrefix(rest, "deregister/")); err != nil {
+				return err
+			}
 			if err := s.RemoveService(strings.TrimPrefix(rest, "deregister/")); err != nil {
 				return err
 			}
@@ -278,6 +307,9 @@ func (s *State) serveService(w http.ResponseWriter, r *http.Request, rest string
 			if err != nil {
 				return err
 			}
+			if err := s.serviceWrite(r, id); err != nil {
+				return err
+			}
 			if err := s.SetServiceMaintenance(id, enable, reason); err != nil {
 				return err
 			}
@@ -288,6 +320,9 @@ func (s *State) serveService(w http.ResponseWriter, r *http.Request, rest string
 			sv, ok := s.Service(rest)
 			if !ok {
 				return &httpError{code: http.StatusNotFound, msg: fmt.Sprintf("unknown service ID: %s", rest)}
+			}
+			if err := need(authzOf(r).ServiceRead(sv.Service)); err != nil {
+				return err
 			}
 			out := s.serviceJSON(&sv)
 			b, _ := json.Marshal(out)
@@ -324,11 +359,16 @@ func (s *State) serveCheck(w http.ResponseWriter, r *http.Request, rest string) 
 			if err != nil {
 				return err
 			}
+			if err := s.checkWrite(r, c.ServiceID); err != nil {
+				return err
+			}
 			if err := s.AddCheck(c); err != nil {
 				return err
 			}
 		case id == "" && (verb == "deregister" || verb == "update" || status != ""):
 			return badRequest("Missing check ID")
+		case (verb == "deregister" || verb == "update" || status != "") && s.checkWriteByID(r, id) != nil:
+			return errPermissionDenied
 		case verb == "deregister":
 			if err := s.RemoveCheck(id); err != nil {
 				return err
@@ -375,6 +415,9 @@ func (s *State) serveHealth(w http.ResponseWriter, r *http.Request, name, id str
 	for _, sv := range s.Services() {
 		if (id != "" && sv.ID != id) || (name != "" && sv.Service != name) {
 			continue
+		}
+		if !authzOf(r).ServiceRead(sv.Service) {
+			return errPermissionDenied
 		}
 		info := &healthInfoJSON{Service: s.serviceJSON(&sv), Checks: []*checkJSON{}}
 		for _, c := range all {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -42,6 +43,9 @@ type Options struct {
 	// OnRegistered, if set, is called after every change of what was
 	// registered through the API (see Registered), one call at a time.
 	OnRegistered func(Registered)
+	// Authorize, if set, resolves a request's token for the /v1/agent/
+	// endpoints (nil: everything allowed).
+	Authorize func(*http.Request) (Authz, error)
 }
 
 type source int

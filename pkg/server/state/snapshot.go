@@ -38,6 +38,8 @@ const (
 	recCheck     = 6
 	recSession   = 7
 	recEvent     = 8
+	recACLToken  = 9
+	recACLPolicy = 10
 )
 
 // catalogRecords maps the catalog's snapshot records to their tables.
@@ -51,6 +53,8 @@ var catalogRecords = []struct {
 	{recCheck, tableChecks, func() any { return new(Check) }},
 	{recSession, tableSessions, func() any { return new(Session) }},
 	{recEvent, tableEvents, func() any { return new(Event) }},
+	{recACLToken, tableACLTokens, func() any { return new(ACLToken) }},
+	{recACLPolicy, tableACLPolicies, func() any { return new(ACLPolicy) }},
 }
 
 type snapWriter struct {
@@ -220,7 +224,7 @@ func (s *Store) Restore(r io.Reader) error {
 			obj, table = &Tombstone{Key: string(sr.bytes()), Index: sr.uvarint()}, tableTombstones
 		case recIndex:
 			obj, table = &tableIndex{Name: string(sr.bytes()), Value: sr.uvarint()}, tableIndexes
-		case recNode, recService, recCheck, recSession, recEvent:
+		case recNode, recService, recCheck, recSession, recEvent, recACLToken, recACLPolicy:
 			rec := catalogRecords[kind-recNode]
 			obj, table = rec.new(), rec.table
 			if b := sr.bytes(); sr.err == nil {

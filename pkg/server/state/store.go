@@ -74,6 +74,7 @@ func schema() *memdb.DBSchema {
 	maps.Copy(tables, catalogTables())
 	maps.Copy(tables, sessionTables())
 	maps.Copy(tables, eventTables())
+	maps.Copy(tables, aclTables())
 	return &memdb.DBSchema{Tables: tables}
 }
 
