@@ -12,6 +12,7 @@ import (
 	memdb "github.com/hashicorp/go-memdb"
 	"github.com/hashicorp/raft"
 
+	"github.com/kvxproject/kvx/pkg/acl"
 	kvxdns "github.com/kvxproject/kvx/pkg/dns"
 	"github.com/kvxproject/kvx/pkg/server/state"
 )
@@ -122,7 +123,7 @@ func (c dnsCatalog) ServiceInstances(_ context.Context, service string) ([]kvxdn
 	e := c.cache.services[key]
 	c.cache.mu.RUnlock()
 	if e != nil && e.fresh() {
-		return e.data.([]kvxdns.Instance), nil
+		return c.readable(service, e.data.([]kvxdns.Instance))
 	}
 	rt := c.s.store.Read()
 	ws := memdb.NewWatchSet()
@@ -134,6 +135,36 @@ func (c dnsCatalog) ServiceInstances(_ context.Context, service string) ([]kvxdn
 	}
 	c.cache.services[key] = &dnsCached{watch: watchList(ws, rt.AbandonCh()), data: out}
 	c.cache.mu.Unlock()
+	return c.readable(service, out)
+}
+
+// authorizer is what DNS answers follow with ACLs on: the server's agent
+// token (-acl-agent-token), else the anonymous token's, as Consul's DNS;
+// nil when ACLs are off.
+func (c dnsCatalog) authorizer() (*acl.Authorizer, error) {
+	if !c.s.opts.ACL.Enabled {
+		return nil, nil
+	}
+	return c.s.AuthorizerFor("")
+}
+
+// readable keeps the instances DNS may answer: none when the token cannot
+// read the service, and only those on nodes it can read (a new slice: the
+// cached one is shared).
+func (c dnsCatalog) readable(service string, in []kvxdns.Instance) ([]kvxdns.Instance, error) {
+	a, err := c.authorizer()
+	if err != nil || a == nil {
+		return in, err
+	}
+	if !a.ServiceRead(service) {
+		return nil, nil
+	}
+	out := make([]kvxdns.Instance, 0, len(in))
+	for _, i := range in {
+		if a.NodeRead(i.Node) {
+			out = append(out, i)
+		}
+	}
 	return out, nil
 }
 
@@ -164,6 +195,9 @@ func (c dnsCatalog) Node(_ context.Context, name string) (*kvxdns.Node, error) {
 	if n == nil {
 		return nil, nil
 	}
+	if a, err := c.authorizer(); err != nil || (a != nil && !a.NodeRead(n.Node)) {
+		return nil, err
+	}
 	return &kvxdns.Node{Name: n.Node, Address: n.Address, Meta: n.Meta}, nil
 }
 
@@ -175,7 +209,7 @@ func (c dnsCatalog) Nodes(_ context.Context) ([]kvxdns.Node, error) {
 	e := c.cache.nodes
 	c.cache.mu.RUnlock()
 	if e != nil && e.fresh() {
-		return e.data.([]kvxdns.Node), nil
+		return c.readableNodes(e.data.([]kvxdns.Node))
 	}
 	rt := c.s.store.Read()
 	ws := memdb.NewWatchSet()
@@ -187,5 +221,20 @@ func (c dnsCatalog) Nodes(_ context.Context) ([]kvxdns.Node, error) {
 	c.cache.mu.Lock()
 	c.cache.nodes = &dnsCached{watch: watchList(ws, rt.AbandonCh()), data: out}
 	c.cache.mu.Unlock()
+	return c.readableNodes(out)
+}
+
+// readableNodes keeps the nodes the token can read (a new slice).
+func (c dnsCatalog) readableNodes(in []kvxdns.Node) ([]kvxdns.Node, error) {
+	a, err := c.authorizer()
+	if err != nil || a == nil {
+		return in, err
+	}
+	out := make([]kvxdns.Node, 0, len(in))
+	for _, n := range in {
+		if a.NodeRead(n.Name) {
+			out = append(out, n)
+		}
+	}
 	return out, nil
 }

@@ -62,3 +62,39 @@ func TestDNSNoStaleFollower(t *testing.T) {
 		return rc == dns.RcodeServerFailure
 	})
 }
+
+// With ACLs on, DNS answers follow the anonymous token (or the server's
+// agent token): nothing for a service or node it cannot read, and the
+// readable ones once a policy lets it read them.
+func TestDNSFollowsACLs(t *testing.T) {
+	srv := servertest.Start(t, servertest.WithACL("deny"), servertest.WithDNS())
+	mgmt, _ := srv.Bootstrap(t)
+	for _, r := range []struct{ node, addr, svc string }{{"n1", "10.7.0.1", "web"}, {"n2", "10.7.0.2", "db"}} {
+		if _, err := mgmt.Catalog().Register(&consulapi.CatalogRegistration{Node: r.node, Address: r.addr,
+			Service: &consulapi.AgentService{ID: r.svc, Service: r.svc, Port: 80}}, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, name := range []string{"web.service.consul.", "db.service.consul.", "n1.node.consul."} {
+		if _, n := dnsRcode(t, srv.DNSAddr(), name); n != 0 {
+			t.Fatalf("%s answered %d records to the anonymous token, which reads nothing", name, n)
+		}
+	}
+	p, _, err := mgmt.ACL().PolicyCreate(&consulapi.ACLPolicy{Name: "dns", Rules: `service "web" { policy = "read" }
+node "n1" { policy = "read" }`}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := mgmt.ACL().TokenUpdate(&consulapi.ACLToken{AccessorID: "00000000-0000-0000-0000-000000000002",
+		Policies: []*consulapi.ACLTokenPolicyLink{{ID: p.ID}}}, nil); err != nil {
+		t.Fatal(err)
+	}
+	servertest.Eventually(t, "web and n1 answered", func() bool {
+		_, web := dnsRcode(t, srv.DNSAddr(), "web.service.consul.")
+		_, n1 := dnsRcode(t, srv.DNSAddr(), "n1.node.consul.")
+		return web == 1 && n1 == 1
+	})
+	if _, n := dnsRcode(t, srv.DNSAddr(), "db.service.consul."); n != 0 {
+		t.Fatalf("db answered %d records; the anonymous token reads only web", n)
+	}
+}
