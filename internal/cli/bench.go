@@ -167,24 +167,13 @@ handovers were seen; print p50, p90, p99 and max of the handover times,
 and fail if two commands ever held the lock at once.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			bin, err := os.Executable()
-			if err != nil {
-				return err
-			}
-			o.Bin = bin
-			if o.Dir, err = os.MkdirTemp("", "kvx-bench-lock-"); err != nil {
-				return err
-			}
-			defer os.RemoveAll(o.Dir)
-			if o.Prefix == "" {
-				o.Prefix = "kvx-bench/lock-" + strconv.FormatInt(time.Now().UnixNano(), 36)
-			}
-			res, err := bench.RunLock(cmd.Context(), o)
-			if err != nil {
-				return err
-			}
-			fmt.Fprintln(cmd.OutOrStdout(), res)
-			return nil
+			return benchProcesses(cmd, "lock", func(bin, dir, unique string) (any, error) {
+				o.Bin, o.Dir = bin, dir
+				if o.Prefix == "" {
+					o.Prefix = "kvx-bench/" + unique
+				}
+				return bench.RunLock(cmd.Context(), o)
+			})
 		},
 	}
 	f := cmd.Flags()
@@ -194,6 +183,27 @@ and fail if two commands ever held the lock at once.`,
 	f.DurationVar(&o.Hold, "hold", 100*time.Millisecond, "how long each holder's command runs")
 	f.StringVar(&o.Prefix, "prefix", "", "lock prefix (default: kvx-bench/lock-<unique>)")
 	return cmd
+}
+
+// benchProcesses runs a benchmark of kvx processes (this binary), with a
+// scratch directory removed after and a unique name for its keys, and
+// prints its result.
+func benchProcesses(cmd *cobra.Command, what string, run func(bin, dir, unique string) (any, error)) error {
+	bin, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	dir, err := os.MkdirTemp("", "kvx-bench-"+what+"-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	res, err := run(bin, dir, what+"-"+strconv.FormatInt(time.Now().UnixNano(), 36))
+	if err != nil {
+		return err
+	}
+	fmt.Fprintln(cmd.OutOrStdout(), res)
+	return nil
 }
 
 func newBenchEventCmd() *cobra.Command {
@@ -207,24 +217,13 @@ handler, then fire -events events, each once every handler ran the one
 before; print p50, p90, p99 and max of fire -> handler start.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			bin, err := os.Executable()
-			if err != nil {
-				return err
-			}
-			o.Bin = bin
-			if o.Dir, err = os.MkdirTemp("", "kvx-bench-event-"); err != nil {
-				return err
-			}
-			defer os.RemoveAll(o.Dir)
-			if o.Name == "" {
-				o.Name = "kvx-bench-" + strconv.FormatInt(time.Now().UnixNano(), 36)
-			}
-			res, err := bench.RunEvent(cmd.Context(), o)
-			if err != nil {
-				return err
-			}
-			fmt.Fprintln(cmd.OutOrStdout(), res)
-			return nil
+			return benchProcesses(cmd, "event", func(bin, dir, unique string) (any, error) {
+				o.Bin, o.Dir = bin, dir
+				if o.Name == "" {
+					o.Name = "kvx-bench-" + unique
+				}
+				return bench.RunEvent(cmd.Context(), o)
+			})
 		},
 	}
 	f := cmd.Flags()
