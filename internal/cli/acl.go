@@ -17,10 +17,11 @@ import (
 // aclOptions are the flags every kvx acl subcommand takes.
 type aclOptions struct {
 	httpAddr, token, datacenter, format string
+	tls                                 tlsClientFlags
 }
 
 func (o *aclOptions) client() (*consulapi.Client, error) {
-	return client.New(client.Options{Address: o.httpAddr, Token: o.token, Datacenter: o.datacenter})
+	return client.New(client.Options{Address: o.httpAddr, Token: o.token, Datacenter: o.datacenter, TLS: o.tls.options()})
 }
 
 func (o *aclOptions) check() error {
@@ -41,6 +42,7 @@ tokens linked to policies. The token of the request comes from -token,
 else CONSUL_HTTP_TOKEN or CONSUL_HTTP_TOKEN_FILE.`,
 	}
 	pf := cmd.PersistentFlags()
+	o.tls.register(pf)
 	pf.StringVar(&o.httpAddr, "http-addr", "", "server HTTP address (default: CONSUL_HTTP_ADDR, else 127.0.0.1:8500)")
 	pf.StringVar(&o.token, "token", "", "ACL token (default: CONSUL_HTTP_TOKEN, else the file CONSUL_HTTP_TOKEN_FILE names)")
 	pf.StringVar(&o.datacenter, "datacenter", "", "datacenter to talk to (default: the server's)")

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"os/signal"
@@ -29,9 +30,9 @@ definitions from -config-dir (Consul's agent JSON format), runs the checks,
 keeps the node's entries in the servers' catalog equal to them, heartbeats to
 the servers, and serves the Consul HTTP API on -http-addr: /v1/agent/* itself,
 everything else forwarded to a server. SIGHUP reloads -config-dir (a bad file
-is logged and the running definitions stay); SIGTERM or SIGINT stops it, and
-with -leave-on-terminate removes the node from the catalog. It answers DNS
-on -dns-addr from the servers' catalog, as kvx server does. With -validate it
+is logged and the running definitions stay) and the TLS files; SIGTERM or SIGINT
+stops it, and with -leave-on-terminate removes the node from the catalog. It
+answers DNS on -dns-addr from the servers' catalog, as kvx server does. With -validate it
 checks -config-dir and exits.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return runAgent(cmd, o) },
@@ -47,6 +48,13 @@ checks -config-dir and exits.`,
 	f.BoolVar(&o.LeaveOnTerminate, "leave-on-terminate", true, "on SIGTERM or SIGINT, remove the node from the catalog")
 	f.DurationVar(&o.SyncInterval, "sync-interval", agent.DefaultSyncInterval, "full sync with the catalog this often (±25% jitter), putting back what was removed behind the agent's back")
 	f.StringVar(&o.ACLAgentToken, "acl-agent-token", "", "token for the agent's own catalog sync and heartbeats when the servers enforce ACLs (requests it proxies carry their own)")
+	f.StringVar(&o.HTTPSAddr, "https-addr", "", "serve the HTTP API over TLS on this address too (needs -tls-cert-file and -tls-key-file)")
+	f.StringVar(&o.TLS.CertFile, "tls-cert-file", "", "PEM certificate for HTTPS, also shown to https:// servers (kvx tls cert create -client)")
+	f.StringVar(&o.TLS.KeyFile, "tls-key-file", "", "PEM private key of -tls-cert-file")
+	f.StringVar(&o.TLS.CAFile, "tls-ca-file", "", "PEM CA that checks the servers' certificates (https:// -join) and, with -tls-verify-incoming, the clients'")
+	f.BoolVar(&o.TLS.VerifyIncoming, "tls-verify-incoming", false, "HTTPS clients must show a certificate signed by -tls-ca-file")
+	f.StringVar(&o.TLS.ServerName, "tls-server-name", "", "name to check in the servers' certificates, e.g. server.dc1.consul (default: the -join address's host)")
+	f.IntVar(&o.MaxConnsPerClient, "http-max-conns-per-client", 0, fmt.Sprintf("connections one client IP may hold open on the API; more are closed at once (default: %d; -1: no cap)", agent.DefaultMaxConnsPerClient))
 	f.BoolVar(&o.validate, "validate", false, "check -config-dir and exit: 0 when valid, 1 with the file and field of each error")
 	f.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
 	f.BoolVar(&o.logJSON, "log-json", false, "log JSON lines instead of text")
@@ -72,6 +80,9 @@ func runAgent(cmd *cobra.Command, o *agentOptions) error {
 	if len(o.Join) == 0 {
 		return usageError{fmt.Errorf("give at least one -join address (a server's HTTP address)")}
 	}
+	if cmd.Flags().Changed("http-addr") && o.HTTPAddr == "" {
+		o.HTTPAddr = agent.HTTPDisabled // -http-addr "": HTTPS only
+	}
 	logger, err := newLogger(cmd.ErrOrStderr(), o.logLevel, o.logJSON)
 	if err != nil {
 		return err
@@ -80,6 +91,9 @@ func runAgent(cmd *cobra.Command, o *agentOptions) error {
 	opts.Logger = logger
 	opts.Version = Version
 	a, err := agent.New(opts)
+	if errors.Is(err, agent.ErrInvalidOptions) {
+		return usageError{err}
+	}
 	if err != nil {
 		return err
 	}
@@ -101,6 +115,9 @@ func runAgent(cmd *cobra.Command, o *agentOptions) error {
 			case <-hup:
 				if err := a.Reload(); err != nil {
 					logger.Error("reload refused: the running definitions stay", "err", err)
+				}
+				if err := a.ReloadTLS(); err != nil {
+					logger.Error("reload refused: the running certificates stay", "err", err)
 				}
 			}
 		}

@@ -12,6 +12,7 @@ import (
 
 type eventOptions struct {
 	httpAddr, token, datacenter string
+	tls                         tlsClientFlags
 	name, node, service, tag    string
 }
 
@@ -34,7 +35,7 @@ payload may be at most 512 bytes, as Consul's.`,
 			if err := checkEvent(e); err != nil {
 				return usageError{err}
 			}
-			c, err := client.New(client.Options{Address: o.httpAddr, Token: o.token, Datacenter: o.datacenter})
+			c, err := client.New(client.Options{Address: o.httpAddr, Token: o.token, Datacenter: o.datacenter, TLS: o.tls.options()})
 			if err != nil {
 				return err
 			}
@@ -47,6 +48,7 @@ payload may be at most 512 bytes, as Consul's.`,
 		},
 	}
 	f := cmd.Flags()
+	o.tls.register(f)
 	f.StringVar(&o.httpAddr, "http-addr", "", "server HTTP address (default: CONSUL_HTTP_ADDR, else 127.0.0.1:8500)")
 	f.StringVar(&o.token, "token", "", "ACL token (default: CONSUL_HTTP_TOKEN)")
 	f.StringVar(&o.datacenter, "datacenter", "", "datacenter to talk to (default: the server's)")

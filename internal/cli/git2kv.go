@@ -37,7 +37,6 @@ var repoFlags = []string{"repo", "name", "branch", "tags", "mountpoint", "skip-b
 	"git-user", "git-password-file", "git-password-env", "ssh-key", "ssh-key-passphrase-env", "known-hosts", "ca-file"}
 
 func (o *git2kvOptions) register(f *pflag.FlagSet) {
-	o.common.register(f, withDogstatsd)
 	r := &o.repo
 	f.StringVar(&o.config, "config", "", "YAML file of repositories and branches to sync (instead of -repo)")
 	f.StringVar(&r.URL, "repo", "", "repository URL: file://, https:// or ssh (one repository from flags)")
@@ -67,6 +66,7 @@ func (o *git2kvOptions) register(f *pflag.FlagSet) {
 	f.StringVar(&o.cacheDir, "cache-dir", "", "where repositories are cached (default: the config's cache_dir, else the user cache dir/git2kv)")
 	f.BoolVar(&o.force, "force", false, "apply a sync the delete guard refuses")
 	f.BoolVar(&o.dryRun, "dry-run", false, "print the plan (puts, deletes, unchanged count) and change nothing")
+	o.common.register(f, withDogstatsd) // after -ca-file, which is the git remote's here
 }
 
 // load builds the config from -config or from the repository flags.
@@ -119,7 +119,7 @@ func (o *git2kvOptions) syncer(cmd *cobra.Command, c *gitsync.Config) (*gitsync.
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	kv, err := client.NewKV(client.Options{Address: o.httpAddr, Token: o.token, Datacenter: o.datacenter})
+	kv, err := client.NewKV(client.Options{Address: o.httpAddr, Token: o.token, Datacenter: o.datacenter, TLS: o.tls.options()})
 	if err != nil {
 		return nil, nil, nil, usageError{err}
 	}
@@ -289,7 +289,7 @@ func runGit2KVServe(cmd *cobra.Command, o *git2kvServeOptions) error {
 	if o.lock == "" {
 		svc.Run(ctx)
 	} else {
-		api, err := client.New(client.Options{Address: o.httpAddr, Token: o.token, Datacenter: o.datacenter})
+		api, err := client.New(client.Options{Address: o.httpAddr, Token: o.token, Datacenter: o.datacenter, TLS: o.tls.options()})
 		if err != nil {
 			cancel()
 			wg.Wait()

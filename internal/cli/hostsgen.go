@@ -153,7 +153,7 @@ func runHostsgen(cmd *cobra.Command, o *hostsgenOptions) error {
 	if err != nil {
 		return err
 	}
-	api, err := client.New(client.Options{Address: o.httpAddr, Token: o.token, Datacenter: o.datacenter})
+	api, err := client.New(client.Options{Address: o.httpAddr, Token: o.token, Datacenter: o.datacenter, TLS: o.tls.options()})
 	if err != nil {
 		return usageError{err}
 	}

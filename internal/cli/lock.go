@@ -32,6 +32,7 @@ const (
 
 type lockOptions struct {
 	httpAddr, token, datacenter string
+	tls                         tlsClientFlags
 	limit                       int
 	name                        string
 	passStdin                   bool
@@ -67,6 +68,7 @@ consul lock contend for the same lock.`,
 	}
 	f := cmd.Flags()
 	f.SetInterspersed(false) // COMMAND's own flags are not ours
+	o.tls.register(f)
 	f.StringVar(&o.httpAddr, "http-addr", "", "server HTTP address (default: CONSUL_HTTP_ADDR, else 127.0.0.1:8500)")
 	f.StringVar(&o.token, "token", "", "ACL token (default: CONSUL_HTTP_TOKEN)")
 	f.StringVar(&o.datacenter, "datacenter", "", "datacenter to talk to (default: the server's)")
@@ -118,7 +120,7 @@ func runLock(cmd *cobra.Command, o *lockOptions, args []string) error {
 			fmt.Fprintf(stderr, "kvx lock: "+format+"\n", a...)
 		}
 	}
-	c, err := client.New(client.Options{Address: o.httpAddr, Token: o.token, Datacenter: o.datacenter})
+	c, err := client.New(client.Options{Address: o.httpAddr, Token: o.token, Datacenter: o.datacenter, TLS: o.tls.options()})
 	if err != nil {
 		return err
 	}

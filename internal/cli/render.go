@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 
@@ -104,12 +105,13 @@ type renderSetup struct {
 	child   *render.Child
 	addr    string
 	token   string
+	tls     client.TLS
 
 	reloadSignal, killSignal syscall.Signal // render's own (0: none)
 }
 
 func (o *renderOptions) setup(cmd *cobra.Command) (*renderSetup, error) {
-	s := &renderSetup{addr: o.httpAddr, token: o.token}
+	s := &renderSetup{addr: o.httpAddr, token: o.token, tls: o.tls.options()}
 	if o.consulAddr != "" {
 		s.addr = o.consulAddr
 	}
@@ -141,6 +143,9 @@ func (o *renderOptions) setup(cmd *cobra.Command) (*renderSetup, error) {
 		}
 		if c.ConsulToken != "" && !cmd.Flags().Changed("consul-token") && !cmd.Flags().Changed("token") {
 			s.token = c.ConsulToken
+		}
+		if c.ConsulSSL != nil {
+			s.applySSL(c.ConsulSSL)
 		}
 		if c.LogLevel != "" && !cmd.Flags().Changed("log-level") {
 			o.logLevel = c.LogLevel
@@ -273,7 +278,7 @@ func runRender(cmd *cobra.Command, o *renderOptions) error {
 	if err != nil {
 		return err
 	}
-	c, err := client.New(client.Options{Address: s.addr, Token: s.token, Datacenter: o.datacenter, MaxConns: s.opts.Watch.MaxConnections})
+	c, err := client.New(client.Options{Address: s.addr, Token: s.token, Datacenter: o.datacenter, MaxConns: s.opts.Watch.MaxConnections, TLS: s.tls})
 	if err != nil {
 		return usageError{err}
 	}
@@ -435,4 +440,36 @@ func (rr *renderRun) finish(err error) error {
 		return nil
 	}
 	return err
+}
+
+// applySSL takes consul-template's consul.ssl block: what the flags (or
+// CONSUL_* variables, read later) did not give. enabled = true makes a
+// scheme-less address https://.
+func (s *renderSetup) applySSL(ssl *render.SSLConfig) {
+	for _, f := range []struct {
+		dst *string
+		v   string
+	}{
+		{&s.tls.CertFile, ssl.Cert}, {&s.tls.KeyFile, ssl.Key}, {&s.tls.CAFile, ssl.CACert},
+		{&s.tls.CAPath, ssl.CAPath}, {&s.tls.ServerName, ssl.ServerName},
+	} {
+		if *f.dst == "" {
+			*f.dst = f.v
+		}
+	}
+	if ssl.Verify != nil && !*ssl.Verify {
+		s.tls.Insecure = true
+	}
+	if ssl.Enabled != nil && *ssl.Enabled {
+		addr := s.addr
+		if addr == "" {
+			addr = os.Getenv("CONSUL_HTTP_ADDR")
+		}
+		if addr == "" {
+			addr = "127.0.0.1:8500"
+		}
+		if !strings.Contains(addr, "://") {
+			s.addr = "https://" + addr
+		}
+	}
 }

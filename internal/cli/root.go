@@ -120,7 +120,8 @@ func newKVXCmd() *cobra.Command {
 	root.AddCommand(newServerCmd(), newAgentCmd(), newVersionCmd(), newBenchCmd(),
 		newInCmd(), newOutCmd(), newStatusCmd(), newStopCmd(), newStartCmd(),
 		newFreezeCmd(), newUnfreezeCmd(), newCopyCmd(), newRawCmd(), newDemoCmd(),
-		newRenderCmd(), newEnvCmd(), newGit2KVCmd(), newLockCmd(), newEventCmd(), newWatchCmd(), newHostsgenCmd())
+		newRenderCmd(), newEnvCmd(), newGit2KVCmd(), newLockCmd(), newEventCmd(), newWatchCmd(), newHostsgenCmd(),
+		newTLSCmd())
 	return root
 }
 

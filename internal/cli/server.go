@@ -3,6 +3,9 @@ package cli
 import (
 	"errors"
 	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -29,7 +32,8 @@ func newServerCmd() *cobra.Command {
 Otherwise durable in -data-dir; three or five nodes form a cluster with
 -bootstrap-expect and -join. The data dir remembers the node's name,
 datacenter and addresses from its first start, so a restart needs only
--data-dir; a restart with another -node, -datacenter or -raft-addr is refused.`,
+-data-dir; a restart with another -node, -datacenter or -raft-addr is refused. SIGHUP reloads the TLS certificate, key
+and CA files: new connections use them, open ones go on.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return runServer(cmd, o) },
 	}
@@ -50,6 +54,12 @@ datacenter and addresses from its first start, so a restart needs only
 	f.StringVar(&o.ACL.DefaultPolicy, "acl-default-policy", "", "with -acl-enabled, what a request that no rule of its token matches gets: allow, or deny when not given")
 	f.BoolVar(&o.hashSecrets, "acl-hash-secrets", true, "store only the SHA-256 of token secrets (a SecretID is shown once, at creation); false keeps them readable, as Consul")
 	f.StringVar(&o.ACL.AgentToken, "acl-agent-token", "", "token for the server's own agent work and the answers that follow no request's token (DNS)")
+	f.StringVar(&o.HTTPSAddr, "https-addr", "", "serve the HTTP API over TLS on this address too (needs -tls-cert-file and -tls-key-file)")
+	f.StringVar(&o.TLS.CertFile, "tls-cert-file", "", "PEM certificate for HTTPS, and shown to other servers (kvx tls cert create -server)")
+	f.StringVar(&o.TLS.KeyFile, "tls-key-file", "", "PEM private key of -tls-cert-file")
+	f.StringVar(&o.TLS.CAFile, "tls-ca-file", "", "PEM CA of servers' and clients' certificates; turns on mutual TLS on the Raft port")
+	f.BoolVar(&o.TLS.VerifyIncoming, "tls-verify-incoming", false, "HTTPS clients must show a certificate signed by -tls-ca-file")
+	f.IntVar(&o.MaxConnsPerClient, "http-max-conns-per-client", 0, fmt.Sprintf("connections one client IP may hold open on the HTTP(S) API; more are closed at once (default: %d, none with -dev; -1: no cap)", server.DefaultMaxConnsPerClient))
 	f.StringVar(&o.dogstatsdAddr, "dogstatsd-addr", "", "send metrics to this dogstatsd agent (host:port)")
 	f.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
 	f.BoolVar(&o.logJSON, "log-json", false, "log JSON lines instead of text")
@@ -65,6 +75,9 @@ func runServer(cmd *cobra.Command, o *serverOptions) error {
 	}
 	o.DNS, o.DNSNoStale = dnsCfg, !o.dns.allowStale
 	o.DNSOptional = dnsCfg != nil && !cmd.Flags().Changed("dns-addr")
+	if cmd.Flags().Changed("http-addr") && o.HTTPAddr == "" {
+		o.HTTPAddr = server.HTTPDisabled // -http-addr "": HTTPS only
+	}
 	if err := o.Validate(); err != nil {
 		return usageError{err}
 	}
@@ -84,6 +97,11 @@ func runServer(cmd *cobra.Command, o *serverOptions) error {
 		defer d.Close()
 		opts.Metrics = d
 	}
+	// SIGHUP is caught from before the server logs that it started, so that
+	// one sent then reloads (later) instead of killing the process.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
 	started := time.Now()
 	srv, err := server.New(opts)
 	if errors.Is(err, server.ErrIdentityMismatch) || errors.Is(err, server.ErrInvalidOptions) {
@@ -93,8 +111,20 @@ func runServer(cmd *cobra.Command, o *serverOptions) error {
 		return fmt.Errorf("start server: %w", err)
 	}
 	go func() {
+		for {
+			select {
+			case <-cmd.Context().Done():
+				return
+			case <-hup:
+				if err := srv.ReloadTLS(); err != nil {
+					logger.Error("reload refused: the running certificates stay", "err", err)
+				}
+			}
+		}
+	}()
+	go func() {
 		if err := srv.WaitForCatalog(cmd.Context()); err == nil {
-			logger.Info("ready", "node", srv.NodeName(), "http", srv.HTTPAddr(), "after", time.Since(started).Round(time.Millisecond))
+			logger.Info("ready", "node", srv.NodeName(), "http", srv.HTTPAddr(), "https", srv.HTTPSAddr(), "after", time.Since(started).Round(time.Millisecond))
 		}
 	}()
 	return srv.Run(cmd.Context())

@@ -31,6 +31,7 @@ type common struct {
 	dogstatsd                   string
 	logLevel                    string
 	logJSON                     bool
+	tls                         tlsClientFlags
 }
 
 // Which of the optional common flags a command takes: a command does not
@@ -56,6 +57,7 @@ func (c *common) register(f *pflag.FlagSet, which int) {
 	}
 	f.StringVar(&c.logLevel, "log-level", "info", "debug, info, warn or error")
 	f.BoolVar(&c.logJSON, "log-json", false, "log JSON lines instead of text")
+	c.tls.register(f)
 }
 
 // absFile makes a file flag's value absolute, so every command prints
@@ -113,7 +115,7 @@ func (c *common) open(cmd *cobra.Command) (*session, error) {
 			return nil, fmt.Errorf("host name: %w (pass -node)", err)
 		}
 	}
-	kv, err := client.NewKV(client.Options{Address: c.httpAddr, Token: c.token, Datacenter: c.datacenter})
+	kv, err := client.NewKV(client.Options{Address: c.httpAddr, Token: c.token, Datacenter: c.datacenter, TLS: c.tls.options()})
 	if err != nil {
 		return nil, usageError{err}
 	}

@@ -21,6 +21,7 @@ import (
 
 type watchOptions struct {
 	httpAddr, token, datacenter string
+	tls                         tlsClientFlags
 	typ, key, prefix, service   string
 	tags                        []string
 	passing, stale, shell       bool
@@ -53,6 +54,7 @@ handles one result and exits with the handler's status; -handler-timeout.`,
 	}
 	f := cmd.Flags()
 	f.SetInterspersed(false)
+	o.tls.register(f)
 	f.StringVar(&o.httpAddr, "http-addr", "", "server HTTP address (default: CONSUL_HTTP_ADDR, else 127.0.0.1:8500)")
 	f.StringVar(&o.token, "token", "", "ACL token (default: CONSUL_HTTP_TOKEN)")
 	f.StringVar(&o.datacenter, "datacenter", "", "datacenter to talk to (default: the server's)")
@@ -122,7 +124,7 @@ func runWatch(cmd *cobra.Command, o *watchOptions, args []string) error {
 	if err != nil {
 		return err
 	}
-	c, err := client.New(client.Options{Address: o.httpAddr, Token: o.token, Datacenter: o.datacenter})
+	c, err := client.New(client.Options{Address: o.httpAddr, Token: o.token, Datacenter: o.datacenter, TLS: o.tls.options()})
 	if err != nil {
 		return err
 	}

@@ -23,6 +23,7 @@ import (
 	"github.com/kvxproject/kvx/pkg/agent/config"
 	"github.com/kvxproject/kvx/pkg/agent/local"
 	"github.com/kvxproject/kvx/pkg/atomicfile"
+	"github.com/kvxproject/kvx/pkg/tlsutil"
 )
 
 // Defaults.
@@ -37,7 +38,14 @@ type Options struct {
 	Join      []string // HTTP addresses of servers
 	NodeName  string
 	ConfigDir string // "" for none
-	HTTPAddr  string // where the agent serves the HTTP API; "" for DefaultHTTPAddr
+	HTTPAddr  string // where the agent serves the HTTP API; "" for DefaultHTTPAddr, HTTPDisabled for none
+	// HTTPSAddr serves the API over TLS too ("" for none); TLS has the
+	// certificates, also used towards https:// servers (tls.go).
+	HTTPSAddr string
+	TLS       TLSOptions
+	// MaxConnsPerClient caps the API's connections per client IP (0:
+	// DefaultMaxConnsPerClient, negative: no cap).
+	MaxConnsPerClient int
 	// Advertise is the node's address in the catalog; "" for the local
 	// address that reaches the first server.
 	Advertise          string
@@ -74,6 +82,8 @@ type Agent struct {
 
 	listeners []Listener
 	httpAddr  chan string // the HTTP API's bound address, once
+	httpsAddr chan string // the HTTPS API's
+	tls       *tlsutil.Store
 	closers   []func()
 
 	dcMu sync.Mutex
@@ -108,7 +118,11 @@ func New(opts Options) (*Agent, error) {
 	if opts.SyncInterval <= 0 {
 		opts.SyncInterval = DefaultSyncInterval
 	}
-	srv, err := newServers(opts.Join, opts.ACLAgentToken)
+	st, err := loadTLS(&opts)
+	if err != nil {
+		return nil, err
+	}
+	srv, err := newServers(opts.Join, serverClientOptions(&opts, st))
 	if err != nil {
 		return nil, err
 	}
@@ -126,7 +140,7 @@ func New(opts Options) (*Agent, error) {
 	if addr == "" {
 		addr = outboundAddr(opts.Join[0])
 	}
-	a := &Agent{opts: opts, log: opts.Logger, srv: srv, dc: "dc1", httpAddr: make(chan string, 1)}
+	a := &Agent{opts: opts, log: opts.Logger, srv: srv, dc: "dc1", httpAddr: make(chan string, 1), httpsAddr: make(chan string, 1), tls: st}
 	var authorize func(*http.Request) (local.Authz, error)
 	if opts.ACLAgentToken != "" {
 		authorize = a.authorize
@@ -156,7 +170,7 @@ func New(opts Options) (*Agent, error) {
 	if err := a.restore(); err != nil {
 		return nil, err
 	}
-	a.Listen(&httpListener{a: a})
+	a.addHTTPListeners()
 	return a, nil
 }
 
@@ -421,43 +435,6 @@ func outboundAddr(server string) string {
 		return ua.IP.String()
 	}
 	return "127.0.0.1"
-}
-
-// httpListener serves the HTTP API on Options.HTTPAddr.
-type httpListener struct {
-	a  *Agent
-	ln net.Listener
-}
-
-func (l *httpListener) Bind() error {
-	ln, err := net.Listen("tcp", l.a.opts.HTTPAddr)
-	if err != nil {
-		return fmt.Errorf("http api: %w", err)
-	}
-	l.ln = ln
-	return nil
-}
-
-func (l *httpListener) Close() error { return l.ln.Close() }
-
-func (l *httpListener) Run(ctx context.Context) error {
-	a, ln := l.a, l.ln
-	a.httpAddr <- ln.Addr().String()
-	srv := &http.Server{Handler: a.handler(), ReadHeaderTimeout: 10 * time.Second,
-		ErrorLog: slog.NewLogLogger(a.log.Handler(), slog.LevelDebug)}
-	go func() {
-		<-ctx.Done()
-		sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		defer cancel()
-		if srv.Shutdown(sctx) != nil {
-			srv.Close()
-		}
-	}()
-	a.log.Info("http api", "addr", ln.Addr().String())
-	if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
-		return err
-	}
-	return nil
 }
 
 // handler serves /v1/agent/* itself and forwards the rest.

@@ -33,6 +33,13 @@
 // and stops them together. A listener that reads the catalog uses
 // Agent.Call, which has the servers' failover.
 //
+// # TLS
+//
+// The agent serves its API over HTTP, HTTPS or both, and calls https://
+// servers with its CA and certificate, read again on SIGHUP for the next
+// handshake (tls.go); its HTTP servers are hardened as a server's
+// (harden.go).
+//
 // This package must not import raft or the server: it reaches servers only
 // through their HTTP API (consul/api clients made by package client).
 package agent

@@ -36,12 +36,24 @@ func (a *Agent) newProxy() http.Handler {
 		},
 		MaxIdleConnsPerHost: 64,
 		IdleConnTimeout:     90 * time.Second,
+		TLSClientConfig:     a.srv.proxyTLS,
+	}
+	if a.tls != nil {
+		dialTLS := a.tls.DialTLS(a.opts.TLS.ServerName)
+		base.DialTLSContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
+			c, err := dialTLS(ctx, network, addr)
+			if err != nil {
+				return nil, &dialError{err}
+			}
+			return c, nil
+		}
 	}
 	a.closers = append(a.closers, base.CloseIdleConnections)
 	return &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {
-			pr.Out.URL.Scheme = "http"
-			pr.Out.URL.Host = a.srv.addrs[a.srv.cur.Load()]
+			cur := a.srv.cur.Load()
+			pr.Out.URL.Scheme = a.srv.schemes[cur]
+			pr.Out.URL.Host = a.srv.hosts[cur]
 			pr.Out.Host = ""
 			pr.SetXForwarded()
 			// The answers that depend on "the agent's node" (a session's default
@@ -86,7 +98,7 @@ func (f *failover) RoundTrip(req *http.Request) (*http.Response, error) {
 	for i := range srv.addrs {
 		idx := (start + i) % len(srv.addrs)
 		out := req.Clone(req.Context())
-		out.URL.Host = srv.addrs[idx]
+		out.URL.Scheme, out.URL.Host = srv.schemes[idx], srv.hosts[idx]
 		if body != nil {
 			out.Body = io.NopCloser(bytes.NewReader(body))
 			out.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(body)), nil }

@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net/http"
@@ -17,7 +18,10 @@ import (
 // servers are the servers an agent talks to, by HTTP address, with the
 // index of the last one that answered.
 type servers struct {
-	addrs      []string
+	addrs      []string // as given, maybe with a scheme
+	hosts      []string // host:port of each
+	schemes    []string // http or https, for the forwarding proxy
+	proxyTLS   *tls.Config
 	clients    []*consulapi.Client
 	transports []*http.Transport
 	cur        atomic.Int64
@@ -30,17 +34,31 @@ func (s *servers) closeIdle() {
 	}
 }
 
-func newServers(addrs []string, token string) (*servers, error) {
+func newServers(addrs []string, options func(addr string) client.Options) (*servers, error) {
 	if len(addrs) == 0 {
 		return nil, errors.New("no server to join: give at least one -join address")
 	}
 	s := &servers{addrs: addrs}
 	for _, a := range addrs {
-		c, err := client.New(client.Options{Address: a, Token: token, OnTransport: func(t *http.Transport) { s.transports = append(s.transports, t) }})
+		o := options(a)
+		o.OnTransport = func(t *http.Transport) { s.transports = append(s.transports, t) }
+		c, err := client.New(o)
 		if err != nil {
 			return nil, err
 		}
 		s.clients = append(s.clients, c)
+		tc, https, err := client.TLSConfig(o)
+		if err != nil {
+			return nil, err
+		}
+		s.proxyTLS = tc
+		scheme, host := splitScheme(a)
+		if https || scheme == "https" {
+			scheme = "https"
+		} else {
+			scheme = "http"
+		}
+		s.hosts, s.schemes = append(s.hosts, host), append(s.schemes, scheme)
 	}
 	return s, nil
 }

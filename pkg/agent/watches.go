@@ -73,12 +73,13 @@ func (a *Agent) restartWatches() {
 	if len(w.defs) == 0 {
 		return
 	}
-	addr, err := a.HTTPAddr(w.ctx)
+	self, err := a.selfClient(w.ctx)
 	if err != nil {
 		return
 	}
 	// Watches read with the agent's token, as Consul's use its default one.
-	c, err := client.New(client.Options{Address: addr, Token: a.opts.ACLAgentToken})
+	self.Token = a.opts.ACLAgentToken
+	c, err := client.New(self)
 	if err != nil {
 		a.log.Error("watches: client of the agent's API", "err", err)
 		return

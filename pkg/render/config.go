@@ -17,6 +17,7 @@ import (
 // max_connections, missing_log).
 type Config struct {
 	ConsulAddr, ConsulToken string
+	ConsulSSL               *SSLConfig // consul { ssl { ... } }
 	LogLevel                string
 	KillSignal              string
 	ReloadSignal            string
@@ -28,6 +29,14 @@ type Config struct {
 	MaxConnections          int
 	MissingLog              time.Duration
 	ErrOnFailedLookup       bool
+}
+
+// SSLConfig is consul-template's consul.ssl block: HTTPS to the server.
+type SSLConfig struct {
+	Enabled, Verify *bool // nil: not given
+	Cert, Key       string
+	CACert, CAPath  string
+	ServerName      string
 }
 
 // ExecConfig is the exec block: the child render supervises.
@@ -108,6 +117,19 @@ func ParseConfig(name, text string) (*Config, error) {
 			r.block(p, v, map[string]func(string, any){
 				"address": func(p string, v any) { c.ConsulAddr = r.str(p, v) },
 				"token":   func(p string, v any) { c.ConsulToken = r.str(p, v) },
+				"ssl": func(p string, v any) {
+					ssl := &SSLConfig{}
+					r.block(p, v, map[string]func(string, any){
+						"enabled":     func(p string, v any) { b := r.boolean(p, v); ssl.Enabled = &b },
+						"verify":      func(p string, v any) { b := r.boolean(p, v); ssl.Verify = &b },
+						"cert":        func(p string, v any) { ssl.Cert = r.str(p, v) },
+						"key":         func(p string, v any) { ssl.Key = r.str(p, v) },
+						"ca_cert":     func(p string, v any) { ssl.CACert = r.str(p, v) },
+						"ca_path":     func(p string, v any) { ssl.CAPath = r.str(p, v) },
+						"server_name": func(p string, v any) { ssl.ServerName = r.str(p, v) },
+					})
+					c.ConsulSSL = ssl
+				},
 			})
 		},
 		"log_level":            func(p string, v any) { c.LogLevel = r.str(p, v) },

@@ -98,3 +98,28 @@ func TestParseFlags(t *testing.T) {
 		t.Error("MAX < MIN accepted")
 	}
 }
+
+func TestParseConfigSSLBlock(t *testing.T) {
+	c, err := ParseConfig("c.hcl", `consul {
+  ssl {
+    enabled = true
+    verify = false
+    cert = "c.pem"
+    key = "k.pem"
+    ca_cert = "ca.pem"
+    ca_path = "cas"
+    server_name = "server.dc1.consul"
+  }
+}`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := c.ConsulSSL
+	if s == nil || s.Enabled == nil || !*s.Enabled || s.Verify == nil || *s.Verify || s.Cert != "c.pem" || s.Key != "k.pem" ||
+		s.CACert != "ca.pem" || s.CAPath != "cas" || s.ServerName != "server.dc1.consul" {
+		t.Fatalf("ssl = %+v", s)
+	}
+	if _, err := ParseConfig("c.hcl", `consul { ssl { enabled = "yes" } }`); err == nil || !strings.Contains(err.Error(), "consul.ssl.enabled") {
+		t.Fatalf("a bad enabled: %v", err)
+	}
+}

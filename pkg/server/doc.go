@@ -122,5 +122,16 @@
 // shares only unfiltered (management) answers. AuthorizerFor gives callers
 // outside HTTP (DNS) the Authorizer of a token, the agent token by default.
 //
+// # TLS and hardening
+//
+// The API is served over HTTP, HTTPS or both; with a CA, the Raft port
+// speaks mutual TLS, each side checking that the other's certificate names
+// server.<dc>.<domain>, with the cluster ID handshake inside (tls.go).
+// Certificates live in a tlsutil.Store that ReloadTLS (SIGHUP) swaps. Every
+// HTTP server has a header timeout and an idle timeout but no timeout on
+// a whole request (blocking queries), a cap on connections per client IP,
+// a cap on request bodies, and turns a handler's panic into a logged 500
+// (http_harden.go).
+//
 // Only this package imports raft. It must not import consul/api outside tests.
 package server

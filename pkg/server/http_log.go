@@ -52,8 +52,8 @@ func (s *Server) logRequests(next http.HandlerFunc) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		rec := &statusRecorder{ResponseWriter: w}
-		next(rec, r)
-		s.logRequest(r, rec, time.Since(start))
+		defer func() { s.logRequest(r, rec, time.Since(start)) }() // a panic too (http_harden.go)
+		s.serveRecovered(next, rec, r)
 	})
 }
 

@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -26,6 +27,7 @@ const (
 type muxListener struct {
 	ln      net.Listener
 	cluster *clusterState
+	tls     func() *tls.Config // mutual TLS of the Raft port; nil for none
 	logger  *slog.Logger
 	raft    *subListener
 	http    *subListener
@@ -54,12 +56,12 @@ func (c *muxConn) Close() error {
 	return c.Conn.Close()
 }
 
-func newMux(addr string, cluster *clusterState, logger *slog.Logger) (*muxListener, error) {
+func newMux(addr string, cluster *clusterState, logger *slog.Logger, tlsConf func() *tls.Config) (*muxListener, error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("listen raft %s: %w", addr, err)
 	}
-	m := &muxListener{ln: ln, cluster: cluster, logger: logger, closed: make(chan struct{}), conns: map[*muxConn]struct{}{}}
+	m := &muxListener{ln: ln, cluster: cluster, logger: logger, tls: tlsConf, closed: make(chan struct{}), conns: map[*muxConn]struct{}{}}
 	m.raft = &subListener{parent: m, ch: make(chan net.Conn, 16), closed: make(chan struct{})}
 	m.http = &subListener{parent: m, ch: make(chan net.Conn, 16), closed: make(chan struct{})}
 	m.wg.Add(1)
@@ -92,6 +94,15 @@ func (m *muxListener) serve() {
 
 func (m *muxListener) route(conn net.Conn) {
 	_ = conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if m.tls != nil {
+		tc := tls.Server(conn, m.tls())
+		if err := tc.Handshake(); err != nil {
+			m.logger.Warn("refused a connection on the raft port: TLS", "remote", conn.RemoteAddr().String(), "err", err)
+			conn.Close()
+			return
+		}
+		conn = tc
+	}
 	var hdr [1 + len(clusterID{})]byte
 	if _, err := io.ReadFull(conn, hdr[:]); err != nil {
 		conn.Close()
@@ -177,12 +188,24 @@ func (s *subListener) Close() error {
 }
 func (s *subListener) Addr() net.Addr { return s.parent.ln.Addr() }
 
-// dialMux opens a connection of the given kind to a server's Raft address.
-func dialMux(ctx context.Context, addr string, kind byte, cluster clusterID, timeout time.Duration) (net.Conn, error) {
+// dialMux opens a connection of the given kind to a server's Raft address,
+// over mutual TLS when tlsConf is not nil.
+func dialMux(ctx context.Context, addr string, kind byte, cluster clusterID, timeout time.Duration, tlsConf func() *tls.Config) (net.Conn, error) {
 	d := net.Dialer{Timeout: timeout}
 	conn, err := d.DialContext(ctx, "tcp", addr)
 	if err != nil {
 		return nil, err
+	}
+	if tlsConf != nil {
+		hctx, cancel := context.WithTimeout(ctx, timeout)
+		tc := tls.Client(conn, tlsConf())
+		err := tc.HandshakeContext(hctx)
+		cancel()
+		if err != nil {
+			conn.Close()
+			return nil, fmt.Errorf("tls with %s: %w", addr, err)
+		}
+		conn = tc
 	}
 	if _, err := conn.Write(append([]byte{kind}, cluster[:]...)); err != nil {
 		conn.Close()
@@ -196,6 +219,7 @@ type raftLayer struct {
 	*subListener
 	cluster *clusterState
 	policy  *logPolicy
+	tls     func() *tls.Config
 }
 
 var _ raft.StreamLayer = raftLayer{}
@@ -205,7 +229,7 @@ func (l raftLayer) Dial(addr raft.ServerAddress, timeout time.Duration) (net.Con
 	if mine == zeroCluster {
 		return nil, errors.New("raft dial: this node does not know its cluster yet")
 	}
-	conn, err := dialMux(context.Background(), string(addr), muxRaft, mine, timeout)
+	conn, err := dialMux(context.Background(), string(addr), muxRaft, mine, timeout, l.tls)
 	l.policy.dialed(string(addr), err)
 	if err != nil {
 		return nil, err

@@ -29,8 +29,21 @@ type Options struct {
 	// identity. Required unless Dev.
 	DataDir string
 
-	HTTPAddr string // default "127.0.0.1:8500"; port 0 picks a free port
+	HTTPAddr string // default "127.0.0.1:8500"; port 0 picks a free port; HTTPDisabled: none
 	RaftAddr string // default "127.0.0.1:8300"; Raft, forwarding and join, on one port
+
+	// HTTPSAddr serves the same API over TLS ("" for none); it needs
+	// TLS.CertFile and TLS.KeyFile.
+	HTTPSAddr string
+	// TLS: certificates for HTTPS, and mutual TLS on the Raft port when
+	// TLS.CAFile is set (see tls.go).
+	TLS TLSOptions
+	// MaxConnsPerClient caps the HTTP(S) connections one client IP may
+	// hold open (Consul's http_max_conns_per_client); 0 for
+	// DefaultMaxConnsPerClient (no cap with Dev, which a laptop's benchmarks
+	// and demos load with more connections from one address), negative for
+	// no cap.
+	MaxConnsPerClient int
 
 	// BootstrapExpect is how many servers form the first cluster. With 0 or 1
 	// and no Join addresses, the node bootstraps alone.
@@ -82,6 +95,10 @@ const (
 	// DefaultNodeTimeout is how long an agent may miss heartbeats before its
 	// node turns critical.
 	DefaultNodeTimeout = 30 * time.Second
+	// DefaultMaxConnsPerClient is Consul's http_max_conns_per_client.
+	DefaultMaxConnsPerClient = 200
+	// HTTPDisabled as HTTPAddr serves no plain HTTP (with -https-addr).
+	HTTPDisabled = "off"
 	// DefaultSessionTTLMin is the smallest session TTL, as Consul's.
 	DefaultSessionTTLMin = 10 * time.Second
 )
@@ -133,10 +150,13 @@ func (o *Options) Validate() error {
 	case o.SessionTTLMin < 0 || o.SessionTTLMin > 24*time.Hour:
 		return invalid("-session-ttl-min %s: must be between 0 and 24h", o.SessionTTLMin)
 	}
-	if o.HTTPAddr != "" {
+	if o.HTTPAddr != "" && o.HTTPAddr != HTTPDisabled {
 		if err := checkAddr("-http-addr", o.HTTPAddr, true); err != nil {
 			return err
 		}
+	}
+	if err := o.validateTLS(); err != nil {
+		return err
 	}
 	if o.RaftAddr != "" {
 		if err := checkAddr("-raft-addr", o.RaftAddr, true); err != nil {
@@ -226,6 +246,12 @@ func (o *Options) withDefaults() {
 	}
 	if o.SessionTTLMin == 0 {
 		o.SessionTTLMin = DefaultSessionTTLMin
+	}
+	if o.MaxConnsPerClient == 0 {
+		o.MaxConnsPerClient = DefaultMaxConnsPerClient
+		if o.Dev {
+			o.MaxConnsPerClient = -1
+		}
 	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)

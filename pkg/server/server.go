@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -20,6 +21,7 @@ import (
 
 	"github.com/kvxproject/kvx/pkg/agent/local"
 	"github.com/kvxproject/kvx/pkg/server/state"
+	"github.com/kvxproject/kvx/pkg/tlsutil"
 )
 
 // Server is one kvx server node.
@@ -35,9 +37,12 @@ type Server struct {
 	mux       *muxListener
 	closers   []io.Closer
 
-	dns         *dnsServer // nil unless Options.DNS
-	httpLn      net.Listener
+	dns         *dnsServer   // nil unless Options.DNS
+	httpLn      net.Listener // nil with HTTPAddr HTTPDisabled
 	httpSrv     *http.Server
+	httpsLn     net.Listener // nil without HTTPSAddr
+	httpsSrv    *http.Server
+	tls         *tlsutil.Store // nil without TLS options
 	internalSrv *http.Server
 	forwarder   *http.Client
 
@@ -100,6 +105,9 @@ func New(opts Options) (_ *Server, err error) {
 		opts.NodeName = h
 	}
 	opts.withDefaults()
+	if opts.HTTPAddr == HTTPDisabled && opts.HTTPSAddr == "" {
+		return nil, invalid("data dir %s: its HTTP API is off (-http-addr \"\"): give -https-addr, or -http-addr", opts.DataDir)
+	}
 	s := &Server{opts: opts, logger: opts.Logger, store: state.New(), shutdown: make(chan struct{}), raftDown: make(chan struct{}),
 		catalogKick: make(chan struct{}, 1)}
 	s.agent = s.newLocalAgent()
@@ -118,14 +126,18 @@ func New(opts Options) (_ *Server, err error) {
 			return s.identity.update(func(i *identity) { i.ClusterID = id.String() })
 		}
 	}
-	if s.mux, err = newMux(opts.RaftAddr, &s.cluster, s.logger); err != nil {
+	if err := s.setupTLS(); err != nil {
+		return nil, err
+	}
+	peerServer, peerClient := s.peerTLS()
+	if s.mux, err = newMux(opts.RaftAddr, &s.cluster, s.logger, peerServer); err != nil {
 		return nil, err
 	}
 	if ip := s.mux.ln.Addr().(*net.TCPAddr).IP; ip.IsUnspecified() {
 		return nil, fmt.Errorf("raft address %s: give a routable address, other servers dial it", opts.RaftAddr)
 	}
-	if s.httpLn, err = net.Listen("tcp", opts.HTTPAddr); err != nil {
-		return nil, fmt.Errorf("listen http %s: %w", opts.HTTPAddr, err)
+	if err := s.listenAPI(); err != nil {
+		return nil, err
 	}
 	if !opts.Dev {
 		if have {
@@ -137,18 +149,19 @@ func New(opts Options) (_ *Server, err error) {
 	}
 	s.forwarder = &http.Client{Transport: &http.Transport{
 		DialContext: func(ctx context.Context, _, addr string) (net.Conn, error) {
-			return dialMux(ctx, addr, muxHTTP, s.cluster.get(), 5*time.Second)
+			return dialMux(ctx, addr, muxHTTP, s.cluster.get(), 5*time.Second, peerClient)
 		},
 		MaxIdleConnsPerHost: 256,
 		IdleConnTimeout:     time.Minute,
 	}}
-	if err := s.startRaft(); err != nil {
+	if err := s.startRaft(peerClient); err != nil {
 		return nil, err
 	}
 	api := s.handler()
-	s.httpSrv = &http.Server{Handler: api, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(s.logger.Handler(), slog.LevelDebug)}
-	s.internalSrv = &http.Server{Handler: s.internalHandler(api), ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(s.logger.Handler(), slog.LevelDebug)}
-	s.goServe(s.httpSrv, s.httpLn)
+	s.httpSrv = s.newHTTPServer(api)
+	s.httpsSrv = s.newHTTPServer(api)
+	s.internalSrv = s.newHTTPServer(limitBodies(s.internalHandler(api)))
+	s.serveAPI()
 	s.goServe(s.internalSrv, s.mux.http)
 	if err := s.startDNS(); err != nil {
 		return nil, err
@@ -184,7 +197,7 @@ func New(opts Options) (_ *Server, err error) {
 		s.runLocalAgent()
 	}()
 	s.started = true
-	s.logger.Info("server started", "node", opts.NodeName, "http", s.HTTPAddr(), "raft", s.RaftAddr(), "dns", s.DNSAddr(), "dev", opts.Dev)
+	s.logger.Info("server started", "node", opts.NodeName, "http", s.HTTPAddr(), "https", s.HTTPSAddr(), "raft", s.RaftAddr(), "dns", s.DNSAddr(), "dev", opts.Dev)
 	return s, nil
 }
 
@@ -204,7 +217,10 @@ func (s *Server) keepIdentity(cluster string) error {
 		i.Node = s.opts.NodeName
 		i.Datacenter = s.opts.Datacenter
 		i.RaftAddr = s.RaftAddr()
-		i.HTTPAddr = listenAddrToKeep(s.opts.HTTPAddr, s.httpLn.Addr())
+		i.HTTPAddr = HTTPDisabled
+		if s.httpLn != nil {
+			i.HTTPAddr = listenAddrToKeep(s.opts.HTTPAddr, s.httpLn.Addr())
+		}
 	})
 }
 
@@ -218,7 +234,7 @@ func (s *Server) goServe(srv *http.Server, ln net.Listener) {
 	}()
 }
 
-func (s *Server) startRaft() error {
+func (s *Server) startRaft(peerTLS func() *tls.Config) error {
 	o := s.opts
 	conf := raft.DefaultConfig()
 	conf.LocalID = raft.ServerID(o.NodeName)
@@ -278,7 +294,7 @@ func (s *Server) startRaft() error {
 	}
 	s.logs = cached
 	s.transport = raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
-		Stream: raftLayer{s.mux.raft, &s.cluster, &s.logPolicy}, MaxPool: 4, Timeout: 10 * time.Second, Logger: conf.Logger.Named("transport"),
+		Stream: raftLayer{s.mux.raft, &s.cluster, &s.logPolicy, peerTLS}, MaxPool: 4, Timeout: 10 * time.Second, Logger: conf.Logger.Named("transport"),
 	})
 	hasState, err := raft.HasExistingState(cached, stable, snaps)
 	if err != nil {
@@ -314,8 +330,13 @@ func (s *Server) startRaft() error {
 	return nil
 }
 
-// HTTPAddr is the bound HTTP address.
-func (s *Server) HTTPAddr() string { return s.httpLn.Addr().String() }
+// HTTPAddr is the bound HTTP address ("" with HTTP disabled).
+func (s *Server) HTTPAddr() string {
+	if s.httpLn == nil {
+		return ""
+	}
+	return s.httpLn.Addr().String()
+}
 
 // RaftAddr is the bound Raft (and forwarding, and join) address.
 func (s *Server) RaftAddr() string { return s.mux.ln.Addr().String() }
@@ -432,15 +453,17 @@ func (s *Server) Close() error {
 				errs = append(errs, fmt.Errorf("dns: %w", err))
 			}
 		}
-		for _, srv := range []*http.Server{s.httpSrv, s.internalSrv} {
+		for _, srv := range []*http.Server{s.httpSrv, s.httpsSrv, s.internalSrv} {
 			if srv != nil {
 				if err := srv.Shutdown(ctx); err != nil {
 					srv.Close()
 				}
 			}
 		}
-		if s.httpLn != nil {
-			s.httpLn.Close()
+		for _, ln := range []net.Listener{s.httpLn, s.httpsLn} {
+			if ln != nil {
+				ln.Close()
+			}
 		}
 		if s.started {
 			s.sayGoodbye()
