@@ -93,13 +93,22 @@ func FuzzDecodeCommand(f *testing.F) {
 			again, err = encodeRegister(c.reg)
 		case cmdDeregister:
 			again, err = encodeDeregister(c.dereg)
+		case cmdSession:
+			again, err = encodeSession(c.sess)
+		case cmdEvent:
+			again, err = encodeEvent(c.event)
+		case cmdACL:
+			again, err = encodeACL(c.acl)
+		default:
+			t.Fatalf("decoded a command of type %d that the test cannot encode again", c.typ)
 		}
 		if err != nil {
 			t.Fatalf("re-encode %+v: %v", c, err)
 		}
 		c2, err := decodeCommand(again)
 		if err != nil || !reflect.DeepEqual(normalize(c2.ops), normalize(c.ops)) || c2.index != c.index ||
-			!reflect.DeepEqual(c2.reg, c.reg) || !reflect.DeepEqual(c2.dereg, c.dereg) {
+			!reflect.DeepEqual(c2.reg, c.reg) || !reflect.DeepEqual(c2.dereg, c.dereg) ||
+			!reflect.DeepEqual(c2.sess, c.sess) || !reflect.DeepEqual(c2.event, c.event) || !reflect.DeepEqual(c2.acl, c.acl) {
 			t.Fatalf("re-encode changed the command: %+v vs %+v (%v)", c2, c, err)
 		}
 	})
