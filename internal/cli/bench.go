@@ -82,7 +82,7 @@ against any Consul-compatible address.`,
 			if len(rounds) > 1 {
 				fmt.Fprintln(cmd.OutOrStdout(), bench.Pooled(rounds))
 			}
-			if err == nil && o.ServerPID > 0 {
+			if err == nil && len(o.ServerPIDs) > 0 {
 				fmt.Fprintln(cmd.OutOrStdout(), srv)
 			}
 			if err == nil {
@@ -97,7 +97,7 @@ against any Consul-compatible address.`,
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&o.Addr, "addr", defaultAddr(), "HTTP address of the server (CONSUL_HTTP_ADDR when set)")
+	f.StringVar(&o.Addr, "addr", defaultAddr(), "HTTP address of the server (CONSUL_HTTP_ADDR when set); comma separated: the nodes are spread over the servers, the pushes go to the first")
 	f.IntVar(&o.Nodes, "nodes", 1000, "simulated nodes, each with its own connection")
 	f.IntVar(&o.Size, "size", 30000, "bytes of the file pushed")
 	f.IntVar(&o.Rounds, "rounds", 5, "measured pushes")
@@ -107,7 +107,8 @@ against any Consul-compatible address.`,
 	f.StringVar(&o.Dir, "dir", "", "where the nodes write their files (default: a temp dir in /dev/shm if present, else in $TMPDIR; removed after)")
 	f.StringVar(&o.Prefix, "prefix", "", "KV prefix (default kvx)")
 	f.StringVar(&o.Client, "client", "kvx", "how nodes follow the file: kvx (kvx out --watch's code) or consul (blocking GET on the checksum, then a JSON GET of the data, as kvexpress and consul-template do; no acknowledgements)")
-	f.IntVar(&o.ServerPID, "server-pid", 0, "the server's process id, on this machine: print its CPU time per delivery and its RSS over the measured rounds (Linux)")
+	f.IntSliceVar(&o.ServerPIDs, "server-pid", nil, "the server's process id, on this machine (repeatable, or comma separated, for a cluster's servers): print their CPU time per delivery, summed, and the first's RSS over the measured rounds (Linux)")
+	f.BoolVar(&o.Stale, "stale", false, "the nodes read with ?stale from the server they were given, as kvx out -stale (with -addr A,B,C: each server answers a third of the fleet)")
 	return cmd
 }
 

@@ -32,6 +32,7 @@ type common struct {
 	logLevel                    string
 	logJSON                     bool
 	tls                         tlsClientFlags
+	stale                       bool // reads from any server (kvx out -stale)
 }
 
 // Which of the optional common flags a command takes: a command does not
@@ -115,7 +116,7 @@ func (c *common) open(cmd *cobra.Command) (*session, error) {
 			return nil, fmt.Errorf("host name: %w (pass -node)", err)
 		}
 	}
-	kv, err := client.NewKV(client.Options{Address: c.httpAddr, Token: c.token, Datacenter: c.datacenter, TLS: c.tls.options()})
+	kv, err := client.NewKV(client.Options{Address: c.httpAddr, Token: c.token, Datacenter: c.datacenter, TLS: c.tls.options(), Stale: c.stale})
 	if err != nil {
 		return nil, usageError{err}
 	}
@@ -448,6 +449,7 @@ jittered backoff on errors.`,
 	f.BoolVarP(&o.watch, "watch", "w", false, "keep running: deliver every change as it happens")
 	f.DurationVar(&o.reconcile, "reconcile", 5*time.Minute, "with --watch: full re-check at least this often")
 	f.DurationVar(&o.ackJitter, "ack-jitter", time.Second, "with --watch: spread acknowledgements over a random delay up to this")
+	f.BoolVar(&o.stale, "stale", false, "read from the server asked (?stale) instead of through the leader, so a cluster's servers share the fleet's blocking queries; the checksum still verifies what is written, acknowledgements still go to the leader")
 	return cmd
 }
 

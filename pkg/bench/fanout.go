@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"strings"
 	"sync"
 	"time"
 
@@ -20,7 +21,7 @@ import (
 
 // FanoutOptions configure a fan-out benchmark.
 type FanoutOptions struct {
-	Addr    string // host:port of the HTTP API
+	Addr    string // host:port of the HTTP API (comma-separated: the nodes are spread over them, the pushes go to the first)
 	Token   string
 	Nodes   int           // simulated nodes, each with its own connection
 	Size    int           // bytes of the file pushed
@@ -37,9 +38,13 @@ type FanoutOptions struct {
 	// GET on the checksum key, then a GET of the data as JSON, verified
 	// against the checksum; no acknowledgement).
 	Client string
-	// ServerPID, when set, is the server's process on this machine: its CPU
-	// time and resident set over the measured rounds are reported.
-	ServerPID int
+	// Stale makes the nodes read with ?stale, each from the server it was
+	// given (kvx out -stale).
+	Stale bool
+	// ServerPIDs, when set, are the servers' processes on this machine:
+	// their CPU time (summed) and the first's resident set over the
+	// measured rounds are reported.
+	ServerPIDs []int
 }
 
 // FanoutServer is what the server spent over the measured rounds.
@@ -114,7 +119,7 @@ func RunFanout(ctx context.Context, o FanoutOptions) ([]FanoutRound, error) {
 	return rounds, err
 }
 
-// RunFanoutServer is RunFanout that also reports, with o.ServerPID, what
+// RunFanoutServer is RunFanout that also reports, with o.ServerPIDs, what
 // the server spent over the measured rounds.
 func RunFanoutServer(ctx context.Context, o FanoutOptions) ([]FanoutRound, FanoutServer, error) {
 	var srv FanoutServer
@@ -150,14 +155,15 @@ func RunFanoutServer(ctx context.Context, o FanoutOptions) ([]FanoutRound, Fanou
 		defer os.RemoveAll(dir)
 		o.Dir = dir
 	}
-	newClient := func(node string) (*transport.Client, error) {
-		kv, err := client.NewKV(client.Options{Address: o.Addr, Token: o.Token})
+	addrs := strings.Split(o.Addr, ",")
+	newClient := func(node, addr string) (*transport.Client, error) {
+		kv, err := client.NewKV(client.Options{Address: addr, Token: o.Token, Stale: o.Stale})
 		if err != nil {
 			return nil, err
 		}
 		return &transport.Client{KV: kv, Prefix: o.Prefix, Node: node}, nil
 	}
-	pusher, err := newClient("bench-pusher")
+	pusher, err := newClient("bench-pusher", addrs[0])
 	if err != nil {
 		return nil, srv, err
 	}
@@ -186,18 +192,18 @@ func RunFanoutServer(ctx context.Context, o FanoutOptions) ([]FanoutRound, Fanou
 		n := &fanNode{written: map[string]time.Time{}}
 		nodes[i] = n
 		if o.Client == "consul" {
-			c, err := client.New(client.Options{Address: o.Addr, Token: o.Token})
+			c, err := client.New(client.Options{Address: addrs[i%len(addrs)], Token: o.Token})
 			if err != nil {
 				return nil, srv, err
 			}
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				followAsConsulClient(ctx, c.KV(), layout, n)
+				followAsConsulClient(ctx, c.KV(), layout, n, o.Stale)
 			}()
 			continue
 		}
-		c, err := newClient(fmt.Sprintf("bench-%05d", i))
+		c, err := newClient(fmt.Sprintf("bench-%05d", i), addrs[i%len(addrs)])
 		if err != nil {
 			return nil, srv, err
 		}
@@ -226,11 +232,11 @@ func RunFanoutServer(ctx context.Context, o FanoutOptions) ([]FanoutRound, Fanou
 		// the harness, not delivery, since real nodes each collect their
 		// own small heap. Collect now, between rounds.
 		runtime.GC()
-		if r == 1 && o.ServerPID > 0 {
-			if cpuStart, err = readCPU(o.ServerPID); err != nil {
+		if r == 1 && len(o.ServerPIDs) > 0 {
+			if cpuStart, err = readCPUs(o.ServerPIDs); err != nil {
 				return out, srv, err
 			}
-			rss.start(o.ServerPID, 50*time.Millisecond)
+			rss.start(o.ServerPIDs[0], 50*time.Millisecond)
 		}
 		content := fanoutContent(o.Size, r)
 		start := time.Now()
@@ -256,8 +262,8 @@ func RunFanoutServer(ctx context.Context, o FanoutOptions) ([]FanoutRound, Fanou
 	}
 	// The last round's acknowledgements are the server's work too.
 	time.Sleep(o.AckJitter + 250*time.Millisecond)
-	if o.ServerPID > 0 {
-		cpu, err := readCPU(o.ServerPID)
+	if len(o.ServerPIDs) > 0 {
+		cpu, err := readCPUs(o.ServerPIDs)
 		if err != nil {
 			return out, srv, err
 		}
@@ -291,10 +297,10 @@ func waitDelivered(ctx context.Context, nodes []*fanNode, sum string, start time
 // do (kvexpress, consul-template, envconsul): a blocking GET on the
 // checksum key; when it changes, a GET of the data (JSON, base64), whose
 // SHA-256 must be the checksum. A verified version counts as delivered.
-func followAsConsulClient(ctx context.Context, kv *consulapi.KV, l transport.Layout, n *fanNode) {
+func followAsConsulClient(ctx context.Context, kv *consulapi.KV, l transport.Layout, n *fanNode, stale bool) {
 	var index uint64
 	for ctx.Err() == nil {
-		sum, meta, err := kv.Get(l.Checksum(), (&consulapi.QueryOptions{WaitIndex: index, WaitTime: time.Minute}).WithContext(ctx))
+		sum, meta, err := kv.Get(l.Checksum(), (&consulapi.QueryOptions{WaitIndex: index, WaitTime: time.Minute, AllowStale: stale}).WithContext(ctx))
 		if err != nil {
 			time.Sleep(50 * time.Millisecond)
 			continue
@@ -303,7 +309,7 @@ func followAsConsulClient(ctx context.Context, kv *consulapi.KV, l transport.Lay
 			index = meta.LastIndex
 			continue
 		}
-		data, _, err := kv.Get(l.Data(), (&consulapi.QueryOptions{}).WithContext(ctx))
+		data, _, err := kv.Get(l.Data(), (&consulapi.QueryOptions{AllowStale: stale}).WithContext(ctx))
 		if err != nil || data == nil || checksum.Of(data.Value) != string(sum.Value) {
 			time.Sleep(50 * time.Millisecond)
 			continue // asked again: the index is not taken

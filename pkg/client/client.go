@@ -17,6 +17,11 @@ type Options struct {
 	Address    string // host:port or a URL
 	Token      string
 	Datacenter string
+	// Stale makes the KV client's reads ?stale: any server answers from its
+	// own state instead of forwarding to the leader, so a cluster's
+	// servers share a fleet's blocking queries (writes still go to the
+	// leader). Only NewKV's client reads it.
+	Stale bool
 	// MaxConns bounds the connections to the server (0: unbounded): a
 	// tool holding many blocking queries at once never opens more.
 	MaxConns int

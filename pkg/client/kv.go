@@ -27,6 +27,7 @@ type KV struct {
 	token   string
 	auth    *consulapi.HttpBasicAuth
 	dc      string
+	stale   bool
 	maxSize int64
 }
 
@@ -50,8 +51,56 @@ func NewKV(opts Options) (*KV, error) {
 		token:   conf.Token,
 		auth:    conf.HttpAuth,
 		dc:      conf.Datacenter,
+		stale:   opts.Stale,
 		maxSize: 1 << 30,
 	}, nil
+}
+
+// query applies Options.Stale to a read's options.
+func (k *KV) query(q *consulapi.QueryOptions) *consulapi.QueryOptions {
+	if !k.stale {
+		return q
+	}
+	if q == nil {
+		return &consulapi.QueryOptions{AllowStale: true}
+	}
+	c := *q
+	c.AllowStale = true
+	return &c
+}
+
+// Get is consul/api's, with Options.Stale applied.
+func (k *KV) Get(key string, q *consulapi.QueryOptions) (*consulapi.KVPair, *consulapi.QueryMeta, error) {
+	return k.KV.Get(key, k.query(q))
+}
+
+// List is consul/api's, with Options.Stale applied.
+func (k *KV) List(prefix string, q *consulapi.QueryOptions) (consulapi.KVPairs, *consulapi.QueryMeta, error) {
+	return k.KV.List(prefix, k.query(q))
+}
+
+// Keys is consul/api's, with Options.Stale applied.
+func (k *KV) Keys(prefix, separator string, q *consulapi.QueryOptions) ([]string, *consulapi.QueryMeta, error) {
+	return k.KV.Keys(prefix, separator, k.query(q))
+}
+
+// Txn is consul/api's, with Options.Stale applied (a transaction that
+// writes is still applied by the leader).
+func (k *KV) Txn(txn consulapi.KVTxnOps, q *consulapi.QueryOptions) (bool, *consulapi.KVTxnResponse, *consulapi.QueryMeta, error) {
+	return k.KV.Txn(txn, k.query(q))
+}
+
+// params is the query string every raw read carries: the datacenter and
+// ?stale, each when set.
+func (k *KV) params() string {
+	var p string
+	if k.dc != "" {
+		p += "&dc=" + url.QueryEscape(k.dc)
+	}
+	if k.stale {
+		p += "&stale"
+	}
+	return p
 }
 
 // GetRaw returns the value of key and true, or false when there is no such
@@ -68,10 +117,7 @@ func (k *KV) GetRaw(ctx context.Context, key string) ([]byte, bool, error) {
 // kvx out --watch blocks this way on the data key: the answer to the
 // blocking query is the file, with no second request to fetch it.
 func (k *KV) GetRawAt(ctx context.Context, key string, index uint64, wait time.Duration) ([]byte, bool, uint64, error) {
-	u := k.base + (&url.URL{Path: key}).EscapedPath() + "?raw"
-	if k.dc != "" {
-		u += "&dc=" + url.QueryEscape(k.dc)
-	}
+	u := k.base + (&url.URL{Path: key}).EscapedPath() + "?raw" + k.params()
 	if index > 0 {
 		u += "&index=" + strconv.FormatUint(index, 10)
 		if wait > 0 {
@@ -135,8 +181,8 @@ func (k *KV) GetKeys(ctx context.Context, keys []string) ([]*consulapi.KVPair, e
 	}
 	body = append(body, ']')
 	u := k.txn
-	if k.dc != "" {
-		u += "?dc=" + url.QueryEscape(k.dc)
+	if p := k.params(); p != "" {
+		u += "?" + p[1:]
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPut, u, bytes.NewReader(body))
 	if err != nil {

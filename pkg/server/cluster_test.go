@@ -463,3 +463,56 @@ func TestStrangerOnAPeersAddressCannotAcknowledgeWrites(t *testing.T) {
 		t.Fatalf("the stranger took the other cluster's log: %v, %v", p, err)
 	}
 }
+
+// A KV client with Stale (kvx out -stale) reads from the server it asks:
+// a follower cut off from every other server still answers it (blocking
+// raw read and read transaction), where a default read, which goes
+// through the leader, fails.
+func TestStaleKVClientReadsFromTheServerAsked(t *testing.T) {
+	if testing.Short() {
+		t.Skip("multi-node raft: skipped under -short")
+	}
+	srvs, clients := cluster(t)
+	mustPut(t, clients[0].KV(), "st/k", "v1")
+	follower := -1
+	for i, s := range srvs {
+		if !s.IsLeader() {
+			follower = i
+			break
+		}
+	}
+	servertest.Eventually(t, "the follower has the key", func() bool {
+		p, _, err := clients[follower].KV().Get("st/k", &consulapi.QueryOptions{AllowStale: true})
+		return err == nil && p != nil
+	})
+	for i, s := range srvs {
+		if i != follower {
+			s.Close()
+		}
+	}
+	addr := srvs[follower].HTTPAddr()
+	stale, err := client.NewKV(client.Options{Address: addr, Stale: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	def, err := client.NewKV(client.Options{Address: addr})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	v, found, idx, err := stale.GetRawAt(ctx, "st/k", 0, 0)
+	if err != nil || !found || string(v) != "v1" || idx == 0 {
+		t.Fatalf("stale raw read on the lone follower = %q %v %d %v", v, found, idx, err)
+	}
+	pairs, err := stale.GetKeys(ctx, []string{"st/k", "st/none"})
+	if err != nil || len(pairs) != 2 || pairs[0] == nil || string(pairs[0].Value) != "v1" || pairs[1] != nil {
+		t.Fatalf("stale read txn on the lone follower = %v, %v", pairs, err)
+	}
+	if p, _, err := stale.Get("st/k", nil); err != nil || p == nil {
+		t.Fatalf("stale Get on the lone follower = %v, %v", p, err)
+	}
+	if _, _, err := def.GetRaw(ctx, "st/k"); err == nil {
+		t.Fatal("a default read on a follower without a leader succeeded; it must go through the leader")
+	}
+}
