@@ -114,24 +114,33 @@ func TestTLSCreatesCAAndCertificatesAsConsulDoes(t *testing.T) {
 	}
 }
 
-// kvx's tools talk to an HTTPS server that requires client certificates,
-// with certificates made by kvx tls, given as consul's environment
-// variables or as flags.
-func TestToolsTalkToAnHTTPSServer(t *testing.T) {
-	dir := t.TempDir()
+// startHTTPSServer makes a CA, a server and a client certificate with kvx
+// tls in a temp dir (the working directory from then on) and starts a
+// server on HTTPS alone that requires client certificates; abs names a
+// file of the dir.
+func startHTTPSServer(t *testing.T) (dir string, abs func(string) string, srv *servertest.Server) {
+	dir = t.TempDir()
 	t.Chdir(dir)
 	for _, args := range [][]string{{"tls", "ca", "create"}, {"tls", "cert", "create", "-server"}, {"tls", "cert", "create", "-client"}} {
 		if _, errOut, code := run(t, t.Context(), args...); code != 0 {
 			t.Fatalf("kvx %q: %s", args, errOut)
 		}
 	}
-	abs := func(name string) string { return filepath.Join(dir, name) }
-	srv := servertest.Start(t, func(o *server.Options) {
+	abs = func(name string) string { return filepath.Join(dir, name) }
+	srv = servertest.Start(t, func(o *server.Options) {
 		o.HTTPAddr = server.HTTPDisabled
 		o.HTTPSAddr = "127.0.0.1:0"
 		o.TLS = server.TLSOptions{CertFile: abs("dc1-server-kvx-0.pem"), KeyFile: abs("dc1-server-kvx-0-key.pem"),
 			CAFile: abs("kvx-agent-ca.pem"), VerifyIncoming: true}
 	})
+	return dir, abs, srv
+}
+
+// kvx's tools talk to an HTTPS server that requires client certificates,
+// with certificates made by kvx tls, given as consul's environment
+// variables or as flags.
+func TestToolsTalkToAnHTTPSServer(t *testing.T) {
+	dir, abs, srv := startHTTPSServer(t)
 	src := writeFile(t, dir, "src", "10.0.0.1 a\n10.0.0.2 b\n")
 	target := filepath.Join(dir, "target")
 	t.Setenv("KVX_NODE", "test-node")
@@ -192,20 +201,7 @@ func TestToolsTalkToAnHTTPSServer(t *testing.T) {
 
 // kvx render takes consul-template's consul { ssl { ... } } block.
 func TestRenderTakesConsulTemplatesSSLBlock(t *testing.T) {
-	dir := t.TempDir()
-	t.Chdir(dir)
-	for _, args := range [][]string{{"tls", "ca", "create"}, {"tls", "cert", "create", "-server"}, {"tls", "cert", "create", "-client"}} {
-		if _, errOut, code := run(t, t.Context(), args...); code != 0 {
-			t.Fatalf("kvx %q: %s", args, errOut)
-		}
-	}
-	abs := func(name string) string { return filepath.Join(dir, name) }
-	srv := servertest.Start(t, func(o *server.Options) {
-		o.HTTPAddr = server.HTTPDisabled
-		o.HTTPSAddr = "127.0.0.1:0"
-		o.TLS = server.TLSOptions{CertFile: abs("dc1-server-kvx-0.pem"), KeyFile: abs("dc1-server-kvx-0-key.pem"),
-			CAFile: abs("kvx-agent-ca.pem"), VerifyIncoming: true}
-	})
+	dir, abs, srv := startHTTPSServer(t)
 	c := httpsTestClient(t, srv.HTTPSAddr(), abs)
 	if _, err := c.KV().Put(&kvPair{Key: "app/port", Value: []byte("8080")}, nil); err != nil {
 		t.Fatal(err)
