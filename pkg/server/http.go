@@ -13,7 +13,6 @@ import (
 	"time"
 
 	memdb "github.com/hashicorp/go-memdb"
-	gometrics "github.com/hashicorp/go-metrics/compat"
 	"github.com/hashicorp/raft"
 
 	"github.com/kvxproject/kvx/pkg/server/state"
@@ -151,8 +150,8 @@ func (s *Server) handler() http.Handler {
 }
 
 func (s *Server) route(mux *http.ServeMux, pattern, endpoint string, h handlerFunc) {
-	key := []string{"api", "http"}
-	count := []string{"api", "http", "requests"}
+	rs := newRouteStats(endpoint)
+	s.routeStats = append(s.routeStats, rs)
 	mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		s.requests.Add(1)
@@ -160,9 +159,7 @@ func (s *Server) route(mux *http.ServeMux, pattern, endpoint string, h handlerFu
 		if err := h(w, r); err != nil {
 			s.writeError(w, err)
 		}
-		labels := []gometrics.Label{{Name: "endpoint", Value: endpoint}, {Name: "method", Value: r.Method}}
-		s.tel.m.MeasureSinceWithLabels(key, start, labels)
-		s.tel.m.IncrCounterWithLabels(count, 1, labels)
+		rs.observe(r.Method, time.Since(start))
 	})
 }
 

@@ -218,7 +218,7 @@ func (s *Server) hasTombstonesAtOrBelow(index uint64) bool {
 
 // reportStats publishes, every second, the figures nobody else reports on a
 // schedule: how long since this node heard from the leader, and how many
-// blocking queries are waiting.
+// blocking queries are waiting, and the HTTP requests counted since.
 func (s *Server) reportStats() {
 	t := time.NewTicker(time.Second)
 	defer t.Stop()
@@ -230,5 +230,6 @@ func (s *Server) reportStats() {
 		}
 		s.tel.m.SetGauge([]string{"raft", "lastContact"}, float32(s.lastContactMS()))
 		s.tel.m.SetGauge([]string{"rpc", "queries_blocking"}, float32(s.blocking.Load()))
+		s.flushHTTPStats()
 	}
 }

@@ -46,16 +46,17 @@ type Server struct {
 	internalSrv *http.Server
 	forwarder   *http.Client
 
-	blocking       atomic.Int64 // blocking queries in flight
-	wakeups        atomic.Int64 // times a blocking query was woken by a change it watched
-	requests       atomic.Int64 // HTTP API requests answered
-	answers        answerCache  // encoded answers shared by the watchers of one service
-	aclPolicies    sync.Map     // policy ID -> parsedPolicy (acl.go)
-	aclAuthorizers sync.Map     // token AccessorID -> cachedAuthorizer (acl.go)
-	agent          *local.State // the services and checks registered on this node's agent
-	agentHandler   http.Handler // its /v1/agent/* endpoints
-	beats          heartbeats   // the agents' last heartbeats, on the leader
-	ready          atomic.Bool  // leader, and every entry of earlier terms is applied
+	blocking       atomic.Int64  // blocking queries in flight
+	wakeups        atomic.Int64  // times a blocking query was woken by a change it watched
+	requests       atomic.Int64  // HTTP API requests answered
+	routeStats     []*routeStats // per endpoint, flushed every second (http_metrics.go)
+	answers        answerCache   // encoded answers shared by the watchers of one service
+	aclPolicies    sync.Map      // policy ID -> parsedPolicy (acl.go)
+	aclAuthorizers sync.Map      // token AccessorID -> cachedAuthorizer (acl.go)
+	agent          *local.State  // the services and checks registered on this node's agent
+	agentHandler   http.Handler  // its /v1/agent/* endpoints
+	beats          heartbeats    // the agents' last heartbeats, on the leader
+	ready          atomic.Bool   // leader, and every entry of earlier terms is applied
 	// catalogKick tells reconcileCatalog that this node became a ready leader.
 	catalogKick chan struct{}
 
