@@ -3,6 +3,7 @@ package client
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -117,6 +118,39 @@ func (k *KV) GetRaw(ctx context.Context, key string) ([]byte, bool, error) {
 // kvx out --watch blocks this way on the data key: the answer to the
 // blocking query is the file, with no second request to fetch it.
 func (k *KV) GetRawAt(ctx context.Context, key string, index uint64, wait time.Duration) ([]byte, bool, uint64, error) {
+	a, err := k.Follow(ctx, key, index, wait, FollowOptions{})
+	return a.Value, a.Found, a.Index, err
+}
+
+// FollowOptions are what a kvx server can do within a raw blocking read
+// (see pkg/server/kv_follow.go); a Consul server ignores them.
+type FollowOptions struct {
+	// Read: keys to read from the same state as the answer.
+	Read []string
+	// AckKey, AckValue: a write for the server to batch with others'.
+	AckKey   string
+	AckValue []byte
+}
+
+// Followed is the answer to Follow.
+type Followed struct {
+	Value []byte
+	Found bool
+	Index uint64
+	// Read holds FollowOptions.Read's keys in order (nil for a missing one)
+	// when ReadOK; a server that does not know X-Kvx-Read leaves it false.
+	Read   []*consulapi.KVPair
+	ReadOK bool
+	// AckTaken: the server took the write; AckErr: why it refused it. Both
+	// empty: the server does not batch writes (Consul), write it yourself.
+	AckTaken bool
+	AckErr   string
+}
+
+// Follow is GetRawAt that also asks a kvx server for the keys in o.Read
+// and hands it o's write.
+func (k *KV) Follow(ctx context.Context, key string, index uint64, wait time.Duration, o FollowOptions) (Followed, error) {
+	var a Followed
 	u := k.base + (&url.URL{Path: key}).EscapedPath() + "?raw" + k.params()
 	if index > 0 {
 		u += "&index=" + strconv.FormatUint(index, 10)
@@ -126,34 +160,53 @@ func (k *KV) GetRawAt(ctx context.Context, key string, index uint64, wait time.D
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 	if err != nil {
-		return nil, false, 0, err
+		return a, err
 	}
 	k.authorize(req)
+	if len(o.Read) > 0 {
+		b, err := json.Marshal(o.Read)
+		if err != nil {
+			return a, err
+		}
+		req.Header["X-Kvx-Read"] = []string{string(b)}
+	}
+	if o.AckKey != "" {
+		req.Header["X-Kvx-Ack"] = []string{(&url.URL{Path: o.AckKey}).EscapedPath() + " " + base64.StdEncoding.EncodeToString(o.AckValue)}
+	}
 	resp, err := k.http.Do(req)
 	if err != nil {
-		return nil, false, 0, err
+		return a, err
 	}
 	defer resp.Body.Close()
-	var at uint64
 	if h := resp.Header.Get("X-Consul-Index"); h != "" {
-		if at, err = strconv.ParseUint(h, 10, 64); err != nil {
-			return nil, false, 0, fmt.Errorf("GET %s: X-Consul-Index %q: %w", key, h, err)
+		if a.Index, err = strconv.ParseUint(h, 10, 64); err != nil {
+			return a, fmt.Errorf("GET %s: X-Consul-Index %q: %w", key, h, err)
 		}
 	}
+	a.AckTaken = resp.Header.Get("X-Kvx-Ack") == "accepted"
+	a.AckErr = resp.Header.Get("X-Kvx-Ack-Error")
 	switch resp.StatusCode {
 	case http.StatusOK:
 	case http.StatusNotFound:
 		io.Copy(io.Discard, resp.Body)
-		return nil, false, at, nil
 	default:
 		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 1024))
-		return nil, false, 0, fmt.Errorf("GET %s: %s: %s", key, resp.Status, strings.TrimSpace(string(msg)))
+		return Followed{}, fmt.Errorf("GET %s: %s: %s", key, resp.Status, strings.TrimSpace(string(msg)))
 	}
-	buf, err := readAll(resp, k.maxSize)
-	if err != nil {
-		return nil, false, 0, fmt.Errorf("GET %s: %w", key, err)
+	if h, ok := resp.Header["X-Kvx-Read"]; ok && len(o.Read) > 0 {
+		if err := json.Unmarshal([]byte(h[0]), &a.Read); err != nil || len(a.Read) != len(o.Read) {
+			return Followed{}, fmt.Errorf("GET %s: X-Kvx-Read answer for %d keys: %d, %v", key, len(o.Read), len(a.Read), err)
+		}
+		a.ReadOK = true
 	}
-	return buf, true, at, nil
+	if resp.StatusCode == http.StatusNotFound {
+		return a, nil
+	}
+	if a.Value, err = readAll(resp, k.maxSize); err != nil {
+		return Followed{}, fmt.Errorf("GET %s: %w", key, err)
+	}
+	a.Found = true
+	return a, nil
 }
 
 // GetKeys reads keys in one read-only transaction (/v1/txn, a get-or-empty

@@ -29,8 +29,8 @@ type cachedAnswer struct {
 	mu    sync.Mutex // held while the answer is encoded: the others wait for it
 	index uint64
 	gen   uint64
-	body  []byte
-	size  int // len(body) as the cache counts it; guarded by answerCache.mu
+	enc   *encoded // the body, and its gzip form once asked for (http_gzip.go)
+	size  int      // len(body) as the cache counts it; guarded by answerCache.mu
 }
 
 // Bounds of the cache: answers are dropped at random beyond them.
@@ -55,7 +55,7 @@ func answerKey(r *http.Request) string {
 
 // body returns the encoded answer for key at index (and generation gen),
 // encoding it with build only when no other request has done so.
-func (c *answerCache) body(key string, index, gen uint64, build func() ([]byte, error)) ([]byte, error) {
+func (c *answerCache) body(key string, index, gen uint64, build func() ([]byte, error)) (*encoded, error) {
 	c.mu.Lock()
 	if c.entries == nil {
 		c.entries = map[string]*cachedAnswer{}
@@ -76,8 +76,8 @@ func (c *answerCache) body(key string, index, gen uint64, build func() ([]byte, 
 
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	if e.body != nil && e.index == index && e.gen == gen {
-		return e.body, nil
+	if e.enc != nil && e.index == index && e.gen == gen {
+		return e.enc, nil
 	}
 	b, err := build()
 	if err != nil {
@@ -89,8 +89,8 @@ func (c *answerCache) body(key string, index, gen uint64, build func() ([]byte, 
 		e.size = len(b)
 	}
 	c.mu.Unlock()
-	e.index, e.gen, e.body = index, gen, b
-	return b, nil
+	e.index, e.gen, e.enc = index, gen, &encoded{body: b}
+	return e.enc, nil
 }
 
 // encodeJSON adapts a value-building answer to the cache.

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"compress/gzip"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -144,13 +145,17 @@ func (s *Server) catalogRead(w http.ResponseWriter, r *http.Request, c *catalogQ
 	if c.az, err = s.authz(r); err != nil {
 		return err
 	}
-	var body []byte
+	var body *encoded
+	level := gzip.BestSpeed // compressed for one request
 	// The shared answers are the unfiltered ones: with ACLs, only a
 	// management token's answer may be shared.
 	if c.shared && c.minIndex > 0 && (!s.opts.ACL.Enabled || c.az.IsManagement()) {
 		body, err = s.answers.body(answerKey(r), idx, 0, encodeJSON(answer))
+		level = gzip.DefaultCompression // compressed once for all
 	} else {
-		body, err = encodeJSON(answer)()
+		var b []byte
+		b, err = encodeJSON(answer)()
+		body = &encoded{body: b}
 	}
 	if err != nil {
 		return err
@@ -167,6 +172,7 @@ func (s *Server) catalogRead(w http.ResponseWriter, r *http.Request, c *catalogQ
 		consistency = "consistent"
 	}
 	w.Header()["X-Consul-Effective-Consistency"] = []string{consistency}
-	writeRawJSON(w, http.StatusOK, body)
+	w.Header()["Content-Type"] = []string{"application/json"}
+	writeEncoded(w, http.StatusOK, body, level)
 	return nil
 }

@@ -193,6 +193,7 @@ func (s *Server) internalHandler(public http.Handler) http.Handler {
 	mux.HandleFunc("POST /internal/v1/goodbye", s.handleGoodbye)
 	mux.HandleFunc("POST /internal/v1/catalog", s.handleInternalCatalog)
 	mux.HandleFunc("POST /internal/v1/nodestate", s.handleInternalNodeState)
+	mux.HandleFunc("POST /internal/v1/acks", s.handleInternalAcks)
 	return mux
 }
 

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"compress/gzip"
 	"context"
 	"encoding/json"
 	"errors"
@@ -78,12 +79,11 @@ func writeRawJSON(w http.ResponseWriter, code int, b []byte) {
 	writeBody(w, code, b)
 }
 
-// writeBody answers with b and its length: without the length, net/http
-// sends anything over 2 kB chunked, and the client cannot size its buffer.
+// writeBody answers with b and its length (without the length, net/http
+// sends anything over 2 kB chunked, and the client cannot size its
+// buffer), gzipped for a client that accepts it (http_gzip.go).
 func writeBody(w http.ResponseWriter, code int, b []byte) {
-	w.Header()["Content-Length"] = []string{strconv.Itoa(len(b))}
-	w.WriteHeader(code)
-	_, _ = w.Write(b)
+	writeEncoded(w, code, &encoded{body: b}, gzip.BestSpeed)
 }
 
 // readBody reads a request body of at most limit bytes; a longer one comes

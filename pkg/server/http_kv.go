@@ -1,6 +1,7 @@
 package server
 
 import (
+	"compress/gzip"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -74,9 +75,17 @@ func (s *Server) kvGet(w http.ResponseWriter, r *http.Request) error {
 			return idx
 		}
 	}
-	var gen uint64 // the reap generation of the state the answer was read from
+	reads, err := readKeys(r)
+	if err != nil {
+		return err
+	}
+	s.takeAck(w, r)
+	var (
+		gen  uint64 // the reap generation of the state the answer was read from
+		last *state.ReadTxn
+	)
 	idx, err := s.blockingQuery(r, o, func(ws memdb.WatchSet, rt *state.ReadTxn) uint64 {
-		gen = rt.ReapIndex()
+		gen, last = rt.ReapIndex(), rt
 		return query(ws, rt)
 	})
 	if err != nil {
@@ -85,6 +94,11 @@ func (s *Server) kvGet(w http.ResponseWriter, r *http.Request) error {
 	az, err := s.authz(r) // as resolved when the query last woke
 	if err != nil {
 		return err
+	}
+	if reads != nil {
+		if err := writeReads(w, az, last, reads); err != nil {
+			return err
+		}
 	}
 	filtered := false
 	switch {
@@ -120,7 +134,18 @@ func (s *Server) kvGet(w http.ResponseWriter, r *http.Request) error {
 	case has(q, "raw") && !has(q, "recurse"):
 		w.Header()["Content-Type"] = []string{"text/plain; charset=utf-8"}
 		w.Header()["X-Content-Type-Options"] = []string{"nosniff"}
-		writeBody(w, http.StatusOK, entries[0].Value)
+		if filtered || len(entries[0].Value) < gzipMinSize {
+			writeBody(w, http.StatusOK, entries[0].Value)
+			return nil
+		}
+		// A fleet following a file reads it raw: its watchers share one
+		// gzip of it, as the JSON answers below are shared.
+		v := entries[0].Value
+		body, err := s.answers.body("/v1/kv\x00raw\x00"+key, idx, gen, func() ([]byte, error) { return v, nil })
+		if err != nil {
+			return err
+		}
+		writeEncoded(w, http.StatusOK, body, gzip.DefaultCompression)
 		return nil
 	default:
 		build = func() ([]byte, error) {
@@ -130,16 +155,18 @@ func (s *Server) kvGet(w http.ResponseWriter, r *http.Request) error {
 	// The watchers of a key wake together and ask the same question at the
 	// same index: the first encodes the answer, the others share its bytes.
 	// A filtered answer is this token's alone: not shared.
-	var body []byte
+	body, level := &encoded{}, gzip.BestSpeed
 	if filtered {
-		body, err = build()
+		body.body, err = build()
 	} else {
 		body, err = s.answers.body("/v1/kv\x00"+shape+key, idx, gen, build)
+		level = gzip.DefaultCompression
 	}
 	if err != nil {
 		return err
 	}
-	writeRawJSON(w, http.StatusOK, body)
+	w.Header()["Content-Type"] = []string{"application/json"}
+	writeEncoded(w, http.StatusOK, body, level)
 	return nil
 }
 

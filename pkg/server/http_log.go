@@ -19,6 +19,7 @@ type statusRecorder struct {
 	http.ResponseWriter
 	status int
 	err    error
+	gzip   bool // the client accepts gzip (http_gzip.go)
 }
 
 func (r *statusRecorder) WriteHeader(code int) {
@@ -51,7 +52,7 @@ func (r *statusRecorder) Flush() {
 func (s *Server) logRequests(next http.HandlerFunc) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
-		rec := &statusRecorder{ResponseWriter: w}
+		rec := &statusRecorder{ResponseWriter: w, gzip: acceptsGzip(r)}
 		defer func() { s.logRequest(r, rec, time.Since(start)) }() // a panic too (http_harden.go)
 		s.serveRecovered(next, rec, r)
 	})

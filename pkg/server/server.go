@@ -50,6 +50,7 @@ type Server struct {
 	wakeups        atomic.Int64  // times a blocking query was woken by a change it watched
 	requests       atomic.Int64  // HTTP API requests answered
 	routeStats     []*routeStats // per endpoint, flushed every second (http_metrics.go)
+	acks           *ackBatcher   // acknowledgements taken from X-Kvx-Ack (kv_acks.go)
 	answers        answerCache   // encoded answers shared by the watchers of one service
 	aclPolicies    sync.Map      // policy ID -> parsedPolicy (acl.go)
 	aclAuthorizers sync.Map      // token AccessorID -> cachedAuthorizer (acl.go)
@@ -110,7 +111,7 @@ func New(opts Options) (_ *Server, err error) {
 		return nil, invalid("data dir %s: its HTTP API is off (-http-addr \"\"): give -https-addr, or -http-addr", opts.DataDir)
 	}
 	s := &Server{opts: opts, logger: opts.Logger, store: state.New(), shutdown: make(chan struct{}), raftDown: make(chan struct{}),
-		catalogKick: make(chan struct{}, 1)}
+		catalogKick: make(chan struct{}, 1), acks: newAckBatcher()}
 	s.agent = s.newLocalAgent()
 	s.agentHandler = s.agent.Handler()
 	defer func() {
@@ -176,6 +177,11 @@ func New(opts Options) (_ *Server, err error) {
 	go func() {
 		defer s.wg.Done()
 		s.reportStats()
+	}()
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		s.writeAcks()
 	}()
 	s.wg.Add(1)
 	go func() {

@@ -67,20 +67,33 @@ const maxCommandOutput = 64 << 10
 // runs the command. The outcome is acknowledged under nodes/<node>. The
 // returned error is Delivery.Err.
 func (c *Client) Deliver(ctx context.Context, o DeliverOptions) Delivery {
-	return c.deliverWith(ctx, o, nil)
+	return c.deliverWith(ctx, o, inHand{})
 }
 
-// deliverWith is Deliver with the data key's raw value already in hand
-// (pre, nil if not).
-func (c *Client) deliverWith(ctx context.Context, o DeliverOptions, pre []byte) Delivery {
+// inHand is what a watch's answer already holds (follow.go): the data
+// key's raw value (pre, nil if not), the keys a kvx server read with it
+// (reads, nil if none), and where the acknowledgement goes instead of a
+// PUT (deferAck: the next blocking query carries it).
+type inHand struct {
+	pre      []byte
+	reads    map[string]*consulapi.KVPair
+	deferAck func(key string, value []byte)
+}
+
+// deliverWith is Deliver with what a watch's answer already holds.
+func (c *Client) deliverWith(ctx context.Context, o DeliverOptions, h inHand) Delivery {
 	start := time.Now()
 	d := Delivery{Key: o.Key, Path: o.Path}
-	s, err := c.deliver(ctx, o, pre, &d)
+	s, err := c.deliver(ctx, o, h, &d)
 	d.Err = err
 	d.Took = time.Since(start)
 	d.Result = deliveryResult(d)
 	c.report("out", o.Key, d.Bytes, d.Lines, d.Took, d.Result)
-	if !o.NoAck && s != nil {
+	if !o.NoAck && s != nil && h.deferAck != nil {
+		if key, value, ok := c.ackValue(s, d); ok {
+			h.deferAck(key, value)
+		}
+	} else if !o.NoAck && s != nil {
 		if o.AckJitter > 0 {
 			t := time.NewTimer(rand.N(o.AckJitter))
 			select {
@@ -111,7 +124,7 @@ func deliveryResult(d Delivery) string {
 	return ResultUnchanged
 }
 
-func (c *Client) deliver(ctx context.Context, o DeliverOptions, pre []byte, d *Delivery) (*snapshot, error) {
+func (c *Client) deliver(ctx context.Context, o DeliverOptions, h inHand, d *Delivery) (*snapshot, error) {
 	l, err := c.layout(o.Key)
 	if err != nil {
 		return nil, err
@@ -130,7 +143,7 @@ func (c *Client) deliver(ctx context.Context, o DeliverOptions, pre []byte, d *D
 		unchanged bool
 		target    string // path, or with FollowSymlinks its link's final target
 	)
-	s, err := c.readContent(ctx, l, Lock(c.prefix(), path, c.Node), ackKey, pre, func(s *snapshot) error {
+	s, err := c.readContent(ctx, l, Lock(c.prefix(), path, c.Node), ackKey, h, func(s *snapshot) error {
 		d.Checksum = s.sum()
 		// The target's type is checked before anything is opened: only a
 		// regular file (or a link to one, when asked) is read or replaced.
@@ -320,6 +333,17 @@ func (b *cappedBuffer) Write(p []byte) (int, error) {
 // says the same (same checksum, result and error), so a fleet re-checking
 // every few minutes does not write to Raft for nothing.
 func (c *Client) ack(ctx context.Context, s *snapshot, d Delivery) error {
+	key, value, ok := c.ackValue(s, d)
+	if !ok {
+		return nil
+	}
+	_, err := c.KV.Put(&consulapi.KVPair{Key: key, Value: value}, (&consulapi.WriteOptions{}).WithContext(ctx))
+	return err
+}
+
+// ackValue is the acknowledgement of d, and whether it says something the
+// stored one (in s) does not.
+func (c *Client) ackValue(s *snapshot, d Delivery) (string, []byte, bool) {
 	a := Ack{Node: c.Node, Checksum: d.have, Result: d.Result, File: d.Path, Time: c.now().UTC().Format(time.RFC3339)}
 	if d.Err != nil {
 		a.Error = d.Err.Error()
@@ -329,11 +353,10 @@ func (c *Client) ack(ctx context.Context, s *snapshot, d Delivery) error {
 		}
 	}
 	if prev, ok := parseAck(s.ack); ok && prev.Checksum == a.Checksum && prev.Result == a.Result && prev.Error == a.Error && prev.File == a.File {
-		return nil
+		return "", nil, false
 	}
 	b, _ := json.Marshal(a)
-	_, err := c.KV.Put(&consulapi.KVPair{Key: s.layout.Node(c.Node), Value: b}, (&consulapi.WriteOptions{}).WithContext(ctx))
-	return err
+	return s.layout.Node(c.Node), b, true
 }
 
 // errDataAhead makes a watch check again after a backoff: the data key
@@ -368,14 +391,24 @@ func (c *Client) Watch(ctx context.Context, o DeliverOptions, wo watch.Options, 
 		}
 		return nil, meta.LastIndex, nil
 	}
-	if rg, ok := c.KV.(rawGetter); ok && c.lazyRead(l) {
+	var fl *following
+	if f, ok := c.KV.(follower); ok && c.lazyRead(l) {
+		if fl, err = c.newFollowing(f, l, o); err != nil {
+			return err
+		}
+		query = fl.query
+	} else if rg, ok := c.KV.(rawGetter); ok && c.lazyRead(l) {
 		query = func(ctx context.Context, index uint64, wait time.Duration) ([]byte, uint64, error) {
 			v, _, idx, err := rg.GetRawAt(ctx, l.Data(), index, wait)
 			return v, idx, err
 		}
 	}
 	handle := func(ctx context.Context, pre []byte, _ bool) error {
-		d := c.deliverWith(ctx, o, pre)
+		h := inHand{pre: pre}
+		if fl != nil {
+			h = fl.inHand(pre)
+		}
+		d := c.deliverWith(ctx, o, h)
 		if report != nil {
 			report(d)
 		}

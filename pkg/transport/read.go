@@ -122,6 +122,27 @@ func (c *Client) read(ctx context.Context, l Layout, lockKey, ackKey string, laz
 	return s, nil
 }
 
+// snapshotOf is the lazy snapshot a kvx server's X-Kvx-Read answer holds,
+// nil if reads lacks one of the keys.
+func snapshotOf(l Layout, lockKey, ackKey string, reads map[string]*consulapi.KVPair) *snapshot {
+	if reads == nil {
+		return nil
+	}
+	for _, k := range []string{l.Checksum(), l.Stop(), lockKey, ackKey} {
+		if _, ok := reads[k]; !ok && k != "" {
+			return nil
+		}
+	}
+	s := &snapshot{layout: l, lazy: true, checksum: reads[l.Checksum()], stop: reads[l.Stop()]}
+	if lockKey != "" {
+		s.lock = reads[lockKey]
+	}
+	if ackKey != "" {
+		s.ack = reads[ackKey]
+	}
+	return s
+}
+
 func txnErrors(resp *consulapi.KVTxnResponse) string {
 	if resp == nil || len(resp.Errors) == 0 {
 		return "no reason given"
@@ -155,16 +176,22 @@ var errRetry = errors.New("a newer version landed during the read")
 const readAttempts = 3
 
 // readContent reads key's state and its verified content, starting over
-// when a newer version lands mid-read. pre, if not nil, is the data key's
-// raw value already in hand (a watch's answer); only the first attempt
-// uses it.
-func (c *Client) readContent(ctx context.Context, l Layout, lockKey, ackKey string, pre []byte, use func(*snapshot) error) (*snapshot, error) {
+// when a newer version lands mid-read. What a watch's answer already holds
+// (h: the data key's raw value, the keys a kvx server read with it) is
+// used by the first attempt only, instead of reading again.
+func (c *Client) readContent(ctx context.Context, l Layout, lockKey, ackKey string, h inHand, use func(*snapshot) error) (*snapshot, error) {
 	for attempt := 1; ; attempt++ {
 		lazy := c.lazyRead(l) && attempt < readAttempts
-		s, err := c.read(ctx, l, lockKey, ackKey, lazy)
+		var (
+			s   *snapshot
+			err error
+		)
+		if s = snapshotOf(l, lockKey, ackKey, h.reads); s == nil || !lazy || attempt > 1 {
+			s, err = c.read(ctx, l, lockKey, ackKey, lazy)
+		}
 		if err == nil {
 			if lazy && attempt == 1 {
-				s.pre = pre
+				s.pre = h.pre
 			}
 			err = use(s)
 		}

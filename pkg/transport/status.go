@@ -225,7 +225,7 @@ func (c *Client) Fetch(ctx context.Context, key string) ([]byte, error) {
 		return nil, err
 	}
 	var b []byte
-	_, err = c.readContent(ctx, l, "", "", nil, func(s *snapshot) (err error) {
+	_, err = c.readContent(ctx, l, "", "", inHand{}, func(s *snapshot) (err error) {
 		b, err = c.content(ctx, s)
 		return err
 	})

@@ -526,7 +526,7 @@ func TestWatchAnswerCheckedLikeAFetch(t *testing.T) {
 			o.Key = key
 			mustPush(t, c, o)
 			path := filepath.Join(dir, strings.ReplaceAll(tc.name, " ", "-"))
-			d := c.deliverWith(ctx, DeliverOptions{Key: key, Path: path}, tc.pre(old))
+			d := c.deliverWith(ctx, DeliverOptions{Key: key, Path: path}, inHand{pre: tc.pre(old)})
 			if d.Err != nil || d.Result != ResultDelivered {
 				t.Fatalf("delivery: %+v", d)
 			}
@@ -558,10 +558,10 @@ func TestWatchAnswerDelivered(t *testing.T) {
 	}
 	strict := &Client{KV: noFetchKV{c.KV.(*client.KV)}, Node: "web-1"}
 	path := filepath.Join(t.TempDir(), "hosts")
-	if d := strict.deliverWith(ctx, DeliverOptions{Key: "pre/used", Path: path}, nil); d.Err == nil || !strings.Contains(d.Err.Error(), "GetRaw called") {
+	if d := strict.deliverWith(ctx, DeliverOptions{Key: "pre/used", Path: path}, inHand{}); d.Err == nil || !strings.Contains(d.Err.Error(), "GetRaw called") {
 		t.Fatalf("without an answer in hand the data must be fetched: %+v", d)
 	}
-	if d := strict.deliverWith(ctx, DeliverOptions{Key: "pre/used", Path: path}, current); d.Err != nil || !bytes.Equal(readFile(t, path), content) {
+	if d := strict.deliverWith(ctx, DeliverOptions{Key: "pre/used", Path: path}, inHand{pre: current}); d.Err != nil || !bytes.Equal(readFile(t, path), content) {
 		t.Fatalf("with the current answer in hand: %+v", d)
 	}
 }

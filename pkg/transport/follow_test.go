@@ -1,0 +1,129 @@
+package transport
+
+import (
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/kvxproject/kvx/pkg/checksum"
+	"github.com/kvxproject/kvx/pkg/client"
+	"github.com/kvxproject/kvx/pkg/servertest"
+	"github.com/kvxproject/kvx/pkg/watch"
+)
+
+// countingProxy is a reverse proxy in front of a real server that counts
+// the requests it passes, by method and path family. With strip, it drops
+// the kvx headers both ways, as a Consul server would ignore them.
+type countingProxy struct {
+	mu     sync.Mutex
+	counts map[string]int
+}
+
+func (p *countingProxy) count(what string) int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.counts[what]
+}
+
+func startCountingProxy(t *testing.T, srv *servertest.Server, strip bool) (*countingProxy, string) {
+	t.Helper()
+	target, _ := url.Parse("http://" + srv.HTTPAddr())
+	p := &countingProxy{counts: map[string]int{}}
+	rp := httputil.NewSingleHostReverseProxy(target)
+	rp.FlushInterval = -1
+	if strip {
+		rp.ModifyResponse = func(resp *http.Response) error {
+			for h := range resp.Header {
+				if strings.HasPrefix(h, "X-Kvx-") {
+					resp.Header.Del(h)
+				}
+			}
+			return nil
+		}
+	}
+	hs := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		family := r.URL.Path
+		switch {
+		case strings.HasPrefix(family, "/v1/kv/"):
+			family = "/v1/kv/"
+		}
+		p.mu.Lock()
+		p.counts[r.Method+" "+family]++
+		p.mu.Unlock()
+		if strip {
+			for h := range r.Header {
+				if strings.HasPrefix(h, "X-Kvx-") {
+					r.Header.Del(h)
+				}
+			}
+		}
+		rp.ServeHTTP(w, r)
+	}))
+	t.Cleanup(hs.Close)
+	return p, strings.TrimPrefix(hs.URL, "http://")
+}
+
+func watchThroughProxy(t *testing.T, strip bool) (*countingProxy, int) {
+	srv := servertest.Start(t)
+	pusher := newClient(srv, "pusher")
+	proxy, addr := startCountingProxy(t, srv, strip)
+	kv, err := client.NewKV(client.Options{Address: addr})
+	if err != nil {
+		t.Fatal(err)
+	}
+	node := &Client{KV: kv, Node: "web-1"}
+	path := filepath.Join(t.TempDir(), "hosts")
+	done := make(chan error, 1)
+	go func() {
+		done <- node.Watch(t.Context(), DeliverOptions{Key: "fw/hosts", Path: path},
+			watch.Options{MinBackoff: 5 * time.Millisecond, MaxBackoff: 20 * time.Millisecond}, nil)
+	}()
+	const versions = 3
+	for v := 1; v <= versions; v++ {
+		content := lines(40, "v"+string(rune('0'+v)))
+		mustPush(t, pusher, PushOptions{Key: "fw/hosts", Content: content})
+		sum := checksum.Of(content)
+		servertest.Eventually(t, "the node acknowledges version "+string(rune('0'+v)), func() bool {
+			st, err := pusher.Status(ctx, "fw/hosts")
+			return err == nil && st.Current == 1 && st.Checksum == sum
+		})
+		if got := readFile(t, path); string(got) != string(content) {
+			t.Fatalf("version %d: the file holds %q", v, got)
+		}
+	}
+	return proxy, versions
+}
+
+// Against a kvx server, a delivery is one exchange: the blocking read
+// brings the data and the node's keys, the next one carries the
+// acknowledgement. No read transaction, no PUT.
+func TestWatchFollowsInOneExchange(t *testing.T) {
+	proxy, versions := watchThroughProxy(t, false)
+	if n := proxy.count("PUT /v1/txn"); n != 0 {
+		t.Errorf("%d read transactions, want none", n)
+	}
+	if n := proxy.count("PUT /v1/kv/"); n != 0 {
+		t.Errorf("%d acknowledgement PUTs, want none", n)
+	}
+	if n := proxy.count("GET /v1/kv/"); n < versions {
+		t.Errorf("%d blocking reads for %d versions", n, versions)
+	}
+}
+
+// A server that ignores the kvx headers (Consul) gets the read
+// transaction and the PUT, and the acknowledgements land all the same.
+func TestWatchFallsBackWithoutKvxHeaders(t *testing.T) {
+	proxy, versions := watchThroughProxy(t, true)
+	if n := proxy.count("PUT /v1/txn"); n < versions {
+		t.Errorf("%d read transactions for %d versions", n, versions)
+	}
+	if n := proxy.count("PUT /v1/kv/"); n < versions {
+		t.Errorf("%d acknowledgement PUTs for %d versions", n, versions)
+	}
+}
