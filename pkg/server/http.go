@@ -304,9 +304,24 @@ func (s *Server) setMeta(w http.ResponseWriter, index uint64, withIndex bool) {
 		h["X-Consul-Index"] = []string{strconv.FormatUint(index, 10)}
 	}
 	leader, _ := s.raft.LeaderWithID()
-	h["X-Consul-Knownleader"] = []string{strconv.FormatBool(leader != "")}
-	h["X-Consul-Lastcontact"] = []string{strconv.FormatInt(s.lastContactMS(), 10)}
+	h["X-Consul-Knownleader"] = headerFalse
+	if leader != "" {
+		h["X-Consul-Knownleader"] = headerTrue
+	}
+	if ms := s.lastContactMS(); ms == 0 {
+		h["X-Consul-Lastcontact"] = headerZero
+	} else {
+		h["X-Consul-Lastcontact"] = []string{strconv.FormatInt(ms, 10)}
+	}
 }
+
+// Header values every answer carries, shared (a header's value slice is
+// never modified once set).
+var (
+	headerTrue  = []string{"true"}
+	headerFalse = []string{"false"}
+	headerZero  = []string{"0"}
+)
 
 func (s *Server) lastContactMS() int64 {
 	if s.raft.State() == raft.Leader {

@@ -40,6 +40,11 @@ func acceptsGzip(r *http.Request) bool {
 	return false
 }
 
+var (
+	headerVary = []string{"Accept-Encoding"}
+	headerGzip = []string{"gzip"}
+)
+
 // encoded is an answer body and, once asked for, its gzip form.
 type encoded struct {
 	body []byte
@@ -81,10 +86,10 @@ func compress(b []byte, level int) []byte {
 func writeEncoded(w http.ResponseWriter, code int, e *encoded, level int) {
 	h := w.Header()
 	if len(e.body) >= gzipMinSize {
-		h["Vary"] = []string{"Accept-Encoding"}
+		h["Vary"] = headerVary
 		if rec, ok := w.(*statusRecorder); ok && rec.gzip {
 			if gz := e.gzipped(level); gz != nil {
-				h["Content-Encoding"] = []string{"gzip"}
+				h["Content-Encoding"] = headerGzip
 				h["Content-Length"] = []string{strconv.Itoa(len(gz))}
 				w.WriteHeader(code)
 				_, _ = w.Write(gz)

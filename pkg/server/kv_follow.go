@@ -94,9 +94,11 @@ func readKeys(r *http.Request) ([]string, error) {
 	if v == "" {
 		return nil, nil
 	}
-	var keys []string
-	if err := json.Unmarshal([]byte(v), &keys); err != nil {
-		return nil, badRequest(headerRead + ": want a JSON array of keys: " + err.Error())
+	keys, ok := plainStrings(v)
+	if !ok {
+		if err := json.Unmarshal([]byte(v), &keys); err != nil {
+			return nil, badRequest(headerRead + ": want a JSON array of keys: " + err.Error())
+		}
 	}
 	if len(keys) > maxReadKeys {
 		return nil, badRequest(fmt.Sprintf("%s: %d keys, at most %d", headerRead, len(keys), maxReadKeys))
@@ -112,6 +114,50 @@ func readKeys(r *http.Request) ([]string, error) {
 	return keys, nil
 }
 
+// plainStrings parses a JSON array of strings that need no unescaping
+// (what kvx out sends: keys without quotes, backslashes or control
+// characters) without encoding/json; ok is false for anything else, which
+// the caller hands to encoding/json.
+func plainStrings(v string) (out []string, ok bool) {
+	v = jsonTrim(v)
+	if len(v) < 2 || v[0] != '[' || v[len(v)-1] != ']' {
+		return nil, false
+	}
+	rest := jsonTrim(v[1 : len(v)-1])
+	out = make([]string, 0, 4)
+	for rest != "" {
+		if rest[0] != '"' {
+			return nil, false
+		}
+		end := strings.IndexByte(rest[1:], '"')
+		if end < 0 {
+			return nil, false
+		}
+		str := rest[1 : 1+end]
+		for i := 0; i < len(str); i++ {
+			if c := str[i]; c == '\\' || c < ' ' || c >= 0x80 {
+				return nil, false // escapes, control or non-ASCII bytes: encoding/json decides
+			}
+		}
+		out = append(out, str)
+		rest = jsonTrim(rest[2+end:])
+		if rest == "" {
+			break
+		}
+		if rest[0] != ',' {
+			return nil, false
+		}
+		if rest = jsonTrim(rest[1:]); rest == "" {
+			return nil, false // a trailing comma
+		}
+	}
+	return out, true
+}
+
+// jsonTrim trims JSON's whitespace (space, tab, CR, LF: not the others
+// strings.TrimSpace takes).
+func jsonTrim(s string) string { return strings.Trim(s, " \t\r\n") }
+
 // writeReads puts the keys asked in X-Kvx-Read, read from rt, in the
 // answer's headers. A key the token may not read refuses the request, as
 // the read transaction it replaces would.
@@ -126,7 +172,7 @@ func writeReads(w http.ResponseWriter, az *acl.Authorizer, rt *state.ReadTxn, ke
 		if i > 0 {
 			b = append(b, ',')
 		}
-		_, e := rt.KVGet(nil, k)
+		e := rt.KVEntry(k)
 		if e == nil {
 			b = append(b, "null"...)
 			continue

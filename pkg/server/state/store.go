@@ -151,6 +151,19 @@ func (r *ReadTxn) KVGet(ws memdb.WatchSet, key string) (uint64, *Entry) {
 	return e.ModifyIndex, e
 }
 
+// KVEntry returns the entry at key, nil when missing, without the index
+// of the answer (KVGet) or a watch.
+func (r *ReadTxn) KVEntry(key string) *Entry {
+	raw, err := r.txn.First(tableKVs, "id", key)
+	if err != nil {
+		panic(fmt.Sprintf("kv get %q: %v", key, err))
+	}
+	if raw == nil {
+		return nil
+	}
+	return raw.(*Entry)
+}
+
 func (r *ReadTxn) prefixIter(ws memdb.WatchSet, table, prefix string) memdb.ResultIterator {
 	it, err := r.txn.Get(table, "id_prefix", prefix)
 	if err != nil {
