@@ -82,4 +82,3 @@ func BenchmarkAnswer(b *testing.B) {
 		})
 	}
 }
-
