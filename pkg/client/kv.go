@@ -163,6 +163,10 @@ func (k *KV) Follow(ctx context.Context, key string, index uint64, wait time.Dur
 		return a, err
 	}
 	k.authorize(req)
+	// The file as stored, not gzipped on the wire: a file worth compressing
+	// is pushed compressed (kvx in -z), once, and stays so in KV; gzip on
+	// top would only cost every node an inflate.
+	req.Header["Accept-Encoding"] = []string{"identity"}
 	if len(o.Read) > 0 {
 		b, err := json.Marshal(o.Read)
 		if err != nil {
