@@ -77,8 +77,16 @@ func TestSameAsNetHTTP(t *testing.T) {
 		{"conflicting content-length", "PUT /echo HTTP/1.1\r\n" + host + "Content-Length: 1\r\nContent-Length: 2\r\n\r\nab", []string{"PUT"}},
 		{"bad content-length", "PUT /echo HTTP/1.1\r\n" + host + "Content-Length: x\r\n\r\nab", []string{"PUT"}},
 	}
-	for _, tc := range cases {
+	fallbackFrom := slices.IndexFunc(cases, func(c struct {
+		name    string
+		raw     string
+		methods []string
+	}) bool {
+		return c.name == "malformed request line"
+	})
+	for i, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
+			before := s.fastSrv.handedOver.Load()
 			want := exchange(t, s.std, tc.raw, tc.methods...)
 			got := exchange(t, s.fast, tc.raw, tc.methods...)
 			if len(want) == 0 {
@@ -86,6 +94,9 @@ func TestSameAsNetHTTP(t *testing.T) {
 			}
 			if !slices.Equal(got, want) {
 				t.Errorf("httpd answered\n%s\n\nnet/http answered\n%s", strings.Join(got, "\n---\n"), strings.Join(want, "\n---\n"))
+			}
+			if handed := s.fastSrv.handedOver.Load() > before; handed != (i >= fallbackFrom) {
+				t.Errorf("handed over to net/http: %v, want %v", handed, i >= fallbackFrom)
 			}
 		})
 	}

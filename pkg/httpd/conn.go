@@ -46,15 +46,15 @@ type conn struct {
 	tlsState   *tls.ConnectionState
 	state      atomic.Int32
 
-	hdr  []byte        // the request line and headers being read
-	head []byte        // the response head being built
-	buf  []byte        // response body bytes not yet written
-	keys []string      // header keys, sorted for writing
+	hdr       []byte    // the request line and headers being read
+	head      []byte    // the response head being built
+	buf       []byte    // response body bytes not yet written
+	keys      []string  // header keys, sorted for writing
 	vec       [6][]byte // the buffers of one write
 	chunkHead [20]byte
-	wcopy     []byte // a write's buffers copied together (no writev)
-	werr      error  // the connection's write error
-	done chan struct{} // a handler run in its own goroutine has finished
+	wcopy     []byte        // a write's buffers copied together (no writev)
+	werr      error         // the connection's write error
+	done      chan struct{} // a handler run in its own goroutine has finished
 
 	// deadline: a read deadline is set (by whoever ended the last
 	// response); the next request clears it.
@@ -133,7 +133,7 @@ func (c *conn) serve() {
 	}
 	c.br = readerPool.Get().(*bufio.Reader)
 	c.br.Reset(c.rwc)
-	limit := c.s.maxHeaderBytes() + 4096 // as net/http
+	limit := c.s.maxHeaderBytes() + 4096   // as net/http
 	if d := c.s.ReadHeaderTimeout; d > 0 { // the first request's headers: from the accept (as net/http)
 		c.rwc.SetReadDeadline(time.Now().Add(d))
 		c.deadline = true

@@ -11,6 +11,7 @@ import (
 	"log"
 	"net"
 	"net/http"
+	"os/exec"
 	"slices"
 	"strconv"
 	"strings"
@@ -275,3 +276,14 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 		}
 	}
 }
+
+func lookPath(name string) (string, error) { return exec.LookPath(name) }
+
+func runWithStdin(name string, args []string, stdin string) (string, error) {
+	cmd := exec.Command(name, args...)
+	cmd.Stdin = strings.NewReader(stdin)
+	out, err := cmd.CombinedOutput()
+	return string(out), err
+}
+
+func discardLog() *log.Logger { return log.New(io.Discard, "", 0) }

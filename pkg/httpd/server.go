@@ -24,6 +24,7 @@ type Server struct {
 	ErrorLog          *log.Logger   // nil: the log package's standard logger
 
 	inShutdown atomic.Bool
+	handedOver atomic.Int64 // connections given to net/http
 
 	mu        sync.Mutex
 	listeners map[*net.Listener]struct{}
@@ -190,6 +191,7 @@ func (s *Server) trackConn(c *conn, add bool) bool {
 
 // handOver gives a connection to net/http's server for good.
 func (s *Server) handOver(c *conn, rwc net.Conn) {
+	s.handedOver.Add(1)
 	s.mu.Lock()
 	delete(s.conns, c)
 	if s.inShutdown.Load() {
