@@ -300,3 +300,43 @@ func TestPanicClosesQuietly(t *testing.T) {
 		t.Fatalf("after panics: %q", out)
 	}
 }
+
+// wrapListener yields connections wrapped as pkg/connlimit does, with
+// NetConn: httpd writes to the TCP connection under them.
+type wrapListener struct{ net.Listener }
+
+type wrappedConn struct {
+	net.Conn
+	closed *atomic.Int64
+}
+
+func (c *wrappedConn) NetConn() net.Conn { return c.Conn }
+func (c *wrappedConn) Close() error      { c.closed.Add(1); return c.Conn.Close() }
+
+var wrappedClosed atomic.Int64
+
+func (l wrapListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	return &wrappedConn{Conn: c, closed: &wrappedClosed}, nil
+}
+
+// TestWrappedConn: through a wrapper the answers are the same, and the
+// wrapper's Close is the one called.
+func TestWrappedConn(t *testing.T) {
+	srv := &Server{Handler: testHandler()}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.Serve(wrapListener{ln})
+	t.Cleanup(func() { srv.Close() })
+	before := wrappedClosed.Load()
+	out := exchange(t, ln.Addr().String(), "GET /cl?n=40000 HTTP/1.1\r\n"+host+"\r\nGET /nocl?n=5000 HTTP/1.1\r\n"+host+"Connection: close\r\n\r\n", "GET", "GET")
+	if len(out) != 2 || !strings.HasSuffix(out[0], strings.Repeat("x", 40000)) || !strings.HasSuffix(out[1], strings.Repeat("z", 5000)) {
+		t.Fatalf("%.300q", out)
+	}
+	waitFor(t, "the wrapper's Close", func() bool { return wrappedClosed.Load() > before })
+}

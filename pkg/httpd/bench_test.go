@@ -229,8 +229,8 @@ func TestFanoutClients(t *testing.T) {
 				m, err := io.Copy(&buf, resp.Body)
 				resp.Body.Close()
 				if err != nil || m != benchBody {
-					fmt.Fprintf(os.Stderr, "client: %d bytes, %v\n", m, err)
-					os.Exit(1)
+					t.Errorf("client: %d bytes, %v", m, err)
+					return
 				}
 			}
 		}()
