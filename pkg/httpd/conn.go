@@ -172,6 +172,9 @@ func (c *conn) serve() {
 			c.rwc.SetReadDeadline(time.Time{})
 			c.deadline = false
 		}
+		if cap(c.hdr) > 16<<10 {
+			c.hdr = nil // a rare big request: do not keep its buffer
+		}
 		if !c.serveRequest(p) {
 			return
 		}

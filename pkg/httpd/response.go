@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -532,14 +533,14 @@ func (c *conn) writeVec(vec [][]byte) error {
 		total += len(b)
 	}
 	if total <= maxCopy {
-		out := c.wcopy[:0]
+		bp := copyPool.Get().(*[]byte)
+		out := (*bp)[:0]
 		for _, b := range vec {
 			out = append(out, b...)
 		}
 		_, c.werr = c.w.Write(out)
-		if cap(out) <= maxCopy {
-			c.wcopy = out[:0]
-		}
+		*bp = out[:0]
+		copyPool.Put(bp)
 		return c.werr
 	}
 	for _, b := range vec {
@@ -552,5 +553,7 @@ func (c *conn) writeVec(vec [][]byte) error {
 	}
 	return nil
 }
+
+var copyPool = sync.Pool{New: func() any { b := make([]byte, 0, maxCopy); return &b }}
 
 func (c *conn) write(b []byte) error { return c.writeVec(append(c.vec[:0], b)) }
