@@ -2,11 +2,14 @@ package httpd
 
 import (
 	"bufio"
+	"bytes"
+	"crypto/tls"
 	"context"
 	"errors"
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -339,4 +342,42 @@ func TestWrappedConn(t *testing.T) {
 		t.Fatalf("%.300q", out)
 	}
 	waitFor(t, "the wrapper's Close", func() bool { return wrappedClosed.Load() > before })
+}
+
+// TestTLS: over a tls.Listener the handshake is done on the connection's
+// goroutine, r.TLS is set, and a plain HTTP request gets net/http's 400.
+func TestTLS(t *testing.T) {
+	borrowed := httptest.NewTLSServer(http.NotFoundHandler()) // for its certificate and client
+	defer borrowed.Close()
+	seen := make(chan bool, 10)
+	srv := &Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		seen <- r.TLS != nil && r.TLS.HandshakeComplete
+		w.Header().Set("Content-Length", "40000")
+		w.Write(bytes.Repeat([]byte("s"), 40000))
+	}), ReadHeaderTimeout: time.Minute, ErrorLog: discardLog()}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.Serve(tls.NewListener(ln, borrowed.TLS))
+	t.Cleanup(func() { srv.Close() })
+	hc := borrowed.Client()
+	for range 3 {
+		resp, err := hc.Get("https://" + ln.Addr().String() + "/x")
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err != nil || len(b) != 40000 || resp.StatusCode != 200 {
+			t.Fatalf("status %d, %d bytes, %v", resp.StatusCode, len(b), err)
+		}
+		if !<-seen {
+			t.Fatal("handler saw no r.TLS")
+		}
+	}
+	got := readAll(t, ln.Addr().String(), "GET / HTTP/1.1\r\n"+host+"\r\n")
+	if !strings.HasPrefix(got, "HTTP/1.0 400 Bad Request") || !strings.Contains(got, "HTTP request to an HTTPS server") {
+		t.Fatalf("plain HTTP to the TLS port: %q", got)
+	}
 }
