@@ -120,6 +120,7 @@ func TestSameBytes(t *testing.T) {
 		"GET /status?code=304 HTTP/1.1\r\n" + host + "Connection: close\r\n\r\n",
 		"HEAD /sniff HTTP/1.1\r\n" + host + "Connection: close\r\n\r\n",
 		"GET /sniff HTTP/1.0\r\n\r\n",
+		"GET /early-hints HTTP/1.1\r\n" + host + "Connection: close\r\n\r\n",
 		"GET /error HTTP/1.0\r\nConnection: keep-alive\r\n\r\nGET /close HTTP/1.0\r\nConnection: keep-alive\r\n\r\n",
 		"GARBAGE\r\n\r\n",
 		"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n",
