@@ -51,6 +51,7 @@ type conn struct {
 	buf       []byte    // response body bytes not yet written
 	keys      []string  // header keys, sorted for writing
 	vec       [6][]byte // the buffers of one write
+	bufs      net.Buffers
 	chunkHead [20]byte
 	wcopy     []byte        // a write's buffers copied together (no writev)
 	werr      error         // the connection's write error

@@ -3,7 +3,6 @@ package httpd
 import (
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"slices"
 	"strconv"
@@ -524,8 +523,9 @@ func (c *conn) writeVec(vec [][]byte) error {
 	}
 	defer clear(c.vec[:])
 	if c.writev {
-		bufs := net.Buffers(vec)
-		_, c.werr = bufs.WriteTo(c.w)
+		c.bufs = vec
+		_, c.werr = c.bufs.WriteTo(c.w)
+		c.bufs = nil
 		return c.werr
 	}
 	total := 0
