@@ -14,11 +14,14 @@ import (
 	"time"
 )
 
-// Connection states, for Shutdown: it closes new and idle ones.
+// Connection states. Shutdown closes new and idle ones; the sweeper
+// (timeouts.go) closes idle ones past IdleTimeout, and new ones or ones
+// reading headers past ReadHeaderTimeout.
 const (
-	stateNew int32 = iota
-	stateActive
-	stateIdle
+	stateNew    int32 = iota // accepted, its first request's headers not read yet
+	stateHeader              // reading a request's headers
+	stateActive              // running a handler
+	stateIdle                // between requests
 	stateClosed
 )
 
@@ -57,9 +60,7 @@ type conn struct {
 	werr      error         // the connection's write error
 	done      chan struct{} // a handler run in its own goroutine has finished
 
-	// deadline: a read deadline is set (by whoever ended the last
-	// response); the next request clears it.
-	deadline bool
+	since atomic.Int64 // when the connection entered its state (monotonic ns, see now)
 
 	mu     sync.Mutex
 	cancel context.CancelFunc // the request in flight's
@@ -68,6 +69,7 @@ type conn struct {
 
 func (s *Server) newConn(rwc net.Conn) *conn {
 	c := &conn{s: s, rwc: rwc, w: rwc, done: make(chan struct{}, 1)}
+	c.since.Store(now())
 	switch rwc.(type) {
 	case *net.TCPConn, *net.UnixConn:
 		c.writev = true
@@ -134,24 +136,19 @@ func (c *conn) serve() {
 	}
 	c.br = readerPool.Get().(*bufio.Reader)
 	c.br.Reset(c.rwc)
-	limit := c.s.maxHeaderBytes() + 4096   // as net/http
-	if d := c.s.ReadHeaderTimeout; d > 0 { // the first request's headers: from the accept (as net/http)
-		c.rwc.SetReadDeadline(time.Now().Add(d))
-		c.deadline = true
-	}
-	for first := true; ; first = false {
+	limit := c.s.maxHeaderBytes() + 4096 // as net/http
+	for {
 		if c.br.Buffered() == 0 {
 			if _, err := c.br.Peek(1); err != nil {
 				return
 			}
 		}
-		if !c.state.CompareAndSwap(stateIdle, stateActive) && !c.state.CompareAndSwap(stateNew, stateActive) {
-			return // Shutdown closed it
-		}
-		if c.s.ReadHeaderTimeout > 0 && !first {
-			if buffered, _ := c.br.Peek(c.br.Buffered()); !bytes.Contains(buffered, crlfcrlf) {
-				c.rwc.SetReadDeadline(time.Now().Add(c.s.ReadHeaderTimeout))
-				c.deadline = true
+		// The headers are timed from the first byte (from the accept for
+		// the first request, as net/http).
+		if c.state.Load() == stateIdle {
+			c.since.Store(now())
+			if !c.state.CompareAndSwap(stateIdle, stateHeader) {
+				return // closed: idle too long, or Shutdown
 			}
 		}
 		var err error
@@ -169,9 +166,8 @@ func (c *conn) serve() {
 			c.handOverRead()
 			return
 		}
-		if c.deadline {
-			c.rwc.SetReadDeadline(time.Time{})
-			c.deadline = false
+		if !c.state.CompareAndSwap(stateHeader, stateActive) && !c.state.CompareAndSwap(stateNew, stateActive) {
+			return // closed: headers too slow, or Close
 		}
 		if cap(c.hdr) > 16<<10 {
 			c.hdr = nil // a rare big request: do not keep its buffer
@@ -305,11 +301,8 @@ func (c *conn) endResponse(w *response, async bool) {
 			c.rwc.SetReadDeadline(aLongTimeAgo)
 		}
 	} else {
+		c.since.Store(now())
 		c.state.CompareAndSwap(stateActive, stateIdle)
-		if d := c.s.IdleTimeout; d > 0 {
-			c.rwc.SetReadDeadline(time.Now().Add(d))
-			c.deadline = true
-		}
 	}
 	if async {
 		c.done <- struct{}{}

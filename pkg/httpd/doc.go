@@ -10,9 +10,10 @@
 // cancels the request's context at once (a blocking query whose client went
 // away frees its handler), and the bytes of a pipelined request wait until
 // the answer is written. A request with a body runs inline, its handler
-// reading the connection. Deadlines are set only when a connection changes
-// state (idle after an answer, reading a request's headers), not around
-// every read.
+// reading the connection. Timeouts cost no deadline per request: a
+// connection notes when it entered its state (idle, reading headers) and
+// one goroutine per server sweeps the connections a few times per timeout
+// (timeouts.go).
 //
 // A response whose length is known when its handler writes it (the
 // handler set Content-Length) goes out as the status line, the headers and
@@ -41,5 +42,9 @@
 // away during the handler (only bodyless requests read ahead), and
 // http.MaxBytesReader cannot ask for the connection's close (its hook is
 // unexported): a body left unread past 256 kB closes it anyway. A request
-// handed to net/http over TLS sees no Request.TLS.
+// handed to net/http over TLS sees no Request.TLS. Shutdown closes a
+// connection that has not finished sending its first request at once (net/http
+// waits 5 s for those). A timeout fires up to an eighth of it late (at most
+// a second). Request contexts carry no http.ServerContextKey or
+// http.LocalAddrContextKey.
 package httpd

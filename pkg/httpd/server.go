@@ -32,6 +32,7 @@ type Server struct {
 	fallback  *http.Server  // net/http, for the connections the fast loop hands over
 	fbLn      *chanListener // feeds fallback
 	fbDone    chan struct{} // closed when fallback's Serve returns
+	sweepStop chan struct{} // stops the timeouts' sweeper (timeouts.go)
 }
 
 // Serve accepts connections on ln and serves each in its own goroutine. It
@@ -117,6 +118,10 @@ func (s *Server) Close() error {
 	for c := range s.conns {
 		c.closeNow()
 	}
+	if s.sweepStop != nil {
+		close(s.sweepStop)
+		s.sweepStop = nil
+	}
 	fb := s.fallback
 	s.mu.Unlock()
 	if fb != nil {
@@ -166,6 +171,7 @@ func (s *Server) trackListener(ln *net.Listener, add bool) bool {
 			s.listeners = map[*net.Listener]struct{}{}
 		}
 		s.listeners[ln] = struct{}{}
+		s.startSweeperLocked()
 	} else {
 		delete(s.listeners, ln)
 	}
