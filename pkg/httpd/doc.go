@@ -42,9 +42,7 @@
 // away during the handler (only bodyless requests read ahead), and
 // http.MaxBytesReader cannot ask for the connection's close (its hook is
 // unexported): a body left unread past 256 kB closes it anyway. A request
-// handed to net/http over TLS sees no Request.TLS. Shutdown closes a
-// connection that has not finished sending its first request at once (net/http
-// waits 5 s for those). A timeout fires up to an eighth of it late (at most
+// handed to net/http over TLS sees no Request.TLS. A timeout fires up to an eighth of it late (at most
 // a second). Request contexts carry no http.ServerContextKey or
 // http.LocalAddrContextKey.
 package httpd

@@ -149,8 +149,9 @@ func (s *Server) closeIdleConns() bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	quiet := true
+	stale := now() - int64(5*time.Second) // net/http's: a new connection silent this long counts as idle
 	for c := range s.conns {
-		if c.state.CompareAndSwap(stateIdle, stateClosed) || c.state.CompareAndSwap(stateNew, stateClosed) {
+		if c.state.CompareAndSwap(stateIdle, stateClosed) || c.since.Load() < stale && c.state.CompareAndSwap(stateNew, stateClosed) {
 			c.rwc.Close()
 			delete(s.conns, c)
 			continue
