@@ -84,6 +84,11 @@ type conn struct {
 	once sync.Once
 }
 
+// NetConn is the connection under the cap's bookkeeping: writes may go
+// straight to it (pkg/httpd writes a response's head and body in one
+// writev, which a wrapper hides).
+func (c *conn) NetConn() net.Conn { return c.Conn }
+
 func (c *conn) Close() error {
 	c.once.Do(func() { c.l.release(c.ip) })
 	return c.Conn.Close()

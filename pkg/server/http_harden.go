@@ -7,6 +7,8 @@ import (
 	"net/http"
 	"runtime/debug"
 	"time"
+
+	"github.com/kvxproject/kvx/pkg/httpd"
 )
 
 // Hardening of the HTTP servers (API, HTTPS API, and the Raft port's
@@ -18,15 +20,18 @@ import (
 // (connlimit, -http-max-conns-per-client), every request body is capped at
 // maxRequestBody (the endpoints cap theirs lower: 512 KiB for a KV value
 // or a transaction, as Consul), and a panic in a handler is recovered,
-// logged with its stack, and answered 500 without its message.
+// logged with its stack, and answered 500 without its message. The servers
+// are pkg/httpd's (net/http's semantics, a lower cost per exchange for a
+// fleet of waiting keep-alive connections; it hands anything unusual to
+// net/http).
 const (
 	httpReadHeaderTimeout = 10 * time.Second
 	httpIdleTimeout       = 2 * time.Minute
 	maxRequestBody        = 4 << 20
 )
 
-func (s *Server) newHTTPServer(h http.Handler) *http.Server {
-	return &http.Server{
+func (s *Server) newHTTPServer(h http.Handler) *httpd.Server {
+	return &httpd.Server{
 		Handler:           h,
 		ReadHeaderTimeout: httpReadHeaderTimeout,
 		IdleTimeout:       httpIdleTimeout,

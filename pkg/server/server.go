@@ -20,6 +20,7 @@ import (
 	"github.com/hashicorp/raft-wal/metadb"
 
 	"github.com/kvxproject/kvx/pkg/agent/local"
+	"github.com/kvxproject/kvx/pkg/httpd"
 	"github.com/kvxproject/kvx/pkg/server/state"
 	"github.com/kvxproject/kvx/pkg/tlsutil"
 )
@@ -39,11 +40,11 @@ type Server struct {
 
 	dns         *dnsServer   // nil unless Options.DNS
 	httpLn      net.Listener // nil with HTTPAddr HTTPDisabled
-	httpSrv     *http.Server
+	httpSrv     *httpd.Server
 	httpsLn     net.Listener // nil without HTTPSAddr
-	httpsSrv    *http.Server
+	httpsSrv    *httpd.Server
 	tls         *tlsutil.Store // nil without TLS options
-	internalSrv *http.Server
+	internalSrv *httpd.Server
 	forwarder   *http.Client
 
 	blocking       atomic.Int64  // blocking queries in flight
@@ -231,7 +232,7 @@ func (s *Server) keepIdentity(cluster string) error {
 	})
 }
 
-func (s *Server) goServe(srv *http.Server, ln net.Listener) {
+func (s *Server) goServe(srv *httpd.Server, ln net.Listener) {
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
@@ -460,7 +461,7 @@ func (s *Server) Close() error {
 				errs = append(errs, fmt.Errorf("dns: %w", err))
 			}
 		}
-		for _, srv := range []*http.Server{s.httpSrv, s.httpsSrv, s.internalSrv} {
+		for _, srv := range []*httpd.Server{s.httpSrv, s.httpsSrv, s.internalSrv} {
 			if srv != nil {
 				if err := srv.Shutdown(ctx); err != nil {
 					srv.Close()
