@@ -59,6 +59,7 @@ type conn struct {
 	wcopy     []byte        // a write's buffers copied together (no writev)
 	werr      error         // the connection's write error
 	done      chan struct{} // a handler run in its own goroutine has finished
+	jobs      chan job      // to the connection's handler goroutine (started at its first request without a body)
 
 	since atomic.Int64 // when the connection entered its state (monotonic ns, see now)
 
@@ -109,9 +110,30 @@ func (c *conn) setCancel(cancel context.CancelFunc) bool {
 	return true
 }
 
+// job is a request for the connection's handler goroutine.
+type job struct {
+	w      *response
+	req    *http.Request
+	cancel context.CancelFunc
+}
+
+// handle runs, one after the other, the requests without a body of one
+// connection. One goroutine for the connection's life rather than one per
+// request: a blocking query's handler grows its stack well past a new
+// goroutine's, and a goroutine per request paid that growth (copying the
+// stack) on every request.
+func (c *conn) handle() {
+	for j := range c.jobs {
+		c.runHandler(j.w, j.req, j.cancel, true)
+	}
+}
+
 func (c *conn) serve() {
 	handedOver := false
 	defer func() {
+		if c.jobs != nil {
+			close(c.jobs) // its last request has ended (serveRequest waits for it)
+		}
 		if handedOver {
 			return
 		}
@@ -238,7 +260,11 @@ func (c *conn) serveRequest(p parsed) bool {
 	if b == nil {
 		// No body: the handler runs in its own goroutine while this one
 		// reads ahead, so a client that goes away cancels the request.
-		go c.runHandler(w, req, cancel, true)
+		if c.jobs == nil {
+			c.jobs = make(chan job)
+			go c.handle()
+		}
+		c.jobs <- job{w, req, cancel}
 		if _, err := c.br.Peek(1); err != nil {
 			cancel()
 			<-c.done
