@@ -222,10 +222,17 @@ func (w *response) writeBody(p []byte, last bool) (int, error) {
 		c.buf = c.buf[:0]
 		return len(p), nil
 	}
-	var chunkHead []byte
+	return w.sendBody(vec, p, last)
+}
+
+// sendBody writes vec (empty, or the response head), then the gathered
+// bytes and p, in one write: as a chunk when chunking, with the last
+// chunk's terminator when last.
+func (w *response) sendBody(vec [][]byte, p []byte, last bool) (int, error) {
+	c := w.c
 	if w.chunking {
 		if n := len(c.buf) + len(p); n > 0 {
-			chunkHead = strconv.AppendInt(c.chunkHead[:0], int64(n), 16)
+			chunkHead := strconv.AppendInt(c.chunkHead[:0], int64(n), 16)
 			chunkHead = append(chunkHead, "\r\n"...)
 			vec = append(vec, chunkHead, c.buf, p, crlf)
 		}
@@ -373,25 +380,7 @@ func (w *response) sendHead(p []byte, final bool) (int, error) {
 		}
 		return len(p), nil
 	}
-	vec := append(c.vec[:0], head)
-	if w.chunking {
-		if n := len(c.buf) + len(p); n > 0 {
-			chunkHead := strconv.AppendInt(c.chunkHead[:0], int64(n), 16)
-			chunkHead = append(chunkHead, "\r\n"...)
-			vec = append(vec, chunkHead, c.buf, p, crlf)
-		}
-		if final {
-			vec = append(vec, lastChunk)
-		}
-	} else {
-		vec = append(vec, c.buf, p)
-	}
-	err := c.writeVec(vec)
-	c.buf = c.buf[:0]
-	if err != nil {
-		return 0, err
-	}
-	return len(p), nil
+	return w.sendBody(append(c.vec[:0], head), p, final)
 }
 
 func sniffBytes(buf, p []byte) []byte {
