@@ -98,7 +98,12 @@ func (fl *following) inHand(pre []byte) inHand {
 	fl.mu.Lock()
 	defer fl.mu.Unlock()
 	h := inHand{pre: pre, reads: fl.reads}
-	if fl.reads != nil {
+	if fl.reads == nil {
+		// This answer came without the keys (over X-Kvx-Read's size, or
+		// another server): the delivery PUTs its acknowledgement, which an
+		// older one still waiting here must not overwrite.
+		fl.ackKey, fl.ackValue = "", nil
+	} else {
 		h.deferAck = func(key string, value []byte) {
 			fl.mu.Lock()
 			fl.ackKey, fl.ackValue = key, value

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -23,6 +24,9 @@ import (
 type countingProxy struct {
 	mu     sync.Mutex
 	counts map[string]int
+	// stripReads drops X-Kvx-Read from answers only, as when the keys do
+	// not fit in a header.
+	stripReads atomic.Bool
 }
 
 func (p *countingProxy) count(what string) int {
@@ -37,15 +41,13 @@ func startCountingProxy(t *testing.T, srv *servertest.Server, strip bool) (*coun
 	p := &countingProxy{counts: map[string]int{}}
 	rp := httputil.NewSingleHostReverseProxy(target)
 	rp.FlushInterval = -1
-	if strip {
-		rp.ModifyResponse = func(resp *http.Response) error {
-			for h := range resp.Header {
-				if strings.HasPrefix(h, "X-Kvx-") {
-					resp.Header.Del(h)
-				}
+	rp.ModifyResponse = func(resp *http.Response) error {
+		for h := range resp.Header {
+			if strip && strings.HasPrefix(h, "X-Kvx-") || p.stripReads.Load() && h == "X-Kvx-Read" {
+				resp.Header.Del(h)
 			}
-			return nil
 		}
+		return nil
 	}
 	hs := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		family := r.URL.Path
@@ -125,5 +127,55 @@ func TestWatchFallsBackWithoutKvxHeaders(t *testing.T) {
 	}
 	if n := proxy.count("PUT /v1/kv/"); n < versions {
 		t.Errorf("%d acknowledgement PUTs for %d versions", n, versions)
+	}
+}
+
+// An answer without the keys makes the delivery PUT its acknowledgement;
+// an older one still waiting to ride on a query must not then overwrite
+// it.
+func TestWatchDropsAQueuedAckWhenItPutsANewerOne(t *testing.T) {
+	srv := servertest.Start(t)
+	pusher := newClient(srv, "pusher")
+	proxy, addr := startCountingProxy(t, srv, false)
+	kv, err := client.NewKV(client.Options{Address: addr})
+	if err != nil {
+		t.Fatal(err)
+	}
+	node := &Client{KV: kv, Node: "web-1"}
+	path := filepath.Join(t.TempDir(), "hosts")
+	go node.Watch(t.Context(), DeliverOptions{Key: "fd/hosts", Path: path},
+		watch.Options{MinBackoff: 5 * time.Millisecond, MaxBackoff: 20 * time.Millisecond}, nil)
+	current := func(content []byte) func() bool {
+		return func() bool {
+			st, err := pusher.Status(ctx, "fd/hosts")
+			return err == nil && st.Current == 1 && st.Checksum == checksum.Of(content)
+		}
+	}
+	v1 := lines(40, "v1")
+	mustPush(t, pusher, PushOptions{Key: "fd/hosts", Content: v1})
+	servertest.Eventually(t, "version 1 acknowledged", current(v1))
+	proxy.stripReads.Store(true)
+	gets := proxy.count("GET /v1/kv/")
+	v2 := lines(40, "v2")
+	mustPush(t, pusher, PushOptions{Key: "fd/hosts", Content: v2})
+	servertest.Eventually(t, "version 2 acknowledged (a PUT)", current(v2))
+	// The node's next blocking query has gone out (the one that answered
+	// version 2 was counted before); a marker acknowledged after it lands
+	// in the same batch or a later one.
+	servertest.Eventually(t, "the next query", func() bool { return proxy.count("GET /v1/kv/") >= gets+1 })
+	marker, err := client.NewKV(client.Options{Address: srv.HTTPAddr()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := marker.Follow(ctx, "kvx/fd/hosts/data", 0, 0, client.FollowOptions{AckKey: "marker", AckValue: []byte("m")}); err != nil {
+		t.Fatal(err)
+	}
+	servertest.Eventually(t, "the marker stored", func() bool {
+		p, _, _ := srv.Client.KV().Get("marker", nil)
+		return p != nil
+	})
+	if !current(v2)() {
+		st, _ := pusher.Status(ctx, "fd/hosts")
+		t.Fatalf("the acknowledgement went back to an older version: %+v", st)
 	}
 }
