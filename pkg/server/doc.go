@@ -48,6 +48,15 @@
 // over the Raft port (see mux.go); ?stale reads are answered locally;
 // ?consistent reads first confirm leadership with VerifyLeader.
 //
+// A fleet following a file costs one exchange per node and version: a KV
+// read may ask for more keys from the same state (X-Kvx-Read) and carry an
+// acknowledgement to write (X-Kvx-Ack), both in kv_follow.go; the
+// acknowledgements of many nodes become a few Raft entries (kv_acks.go;
+// a follower hands its batch to the leader). Answers of 1 kB and more are
+// gzipped for clients that accept it, a shared answer once (http_gzip.go).
+// HTTP request metrics are counted in atomics and reported once a second
+// (http_metrics.go). The HTTP server itself is pkg/httpd.
+//
 // Every connection on the Raft port carries the cluster ID (clusterid.go), so
 // a node never exchanges Raft traffic or forwarded writes with another
 // cluster's server that happens to sit at a peer's old address.
