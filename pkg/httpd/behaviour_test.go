@@ -381,3 +381,41 @@ func TestTLS(t *testing.T) {
 		t.Fatalf("plain HTTP to the TLS port: %q", got)
 	}
 }
+
+// TestWaitingClientKept: the sweeper's peeks at a request that waits in its
+// handler do not cancel it while its client is there, with nothing sent
+// after the request or with a pipelined request waiting in the socket.
+func TestWaitingClientKept(t *testing.T) {
+	for _, pipelined := range []bool{false, true} {
+		release := make(chan struct{})
+		srv := &Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.URL.Path == "/block" {
+				select {
+				case <-release:
+				case <-r.Context().Done():
+					io.WriteString(w, "canceled")
+					return
+				}
+			}
+			io.WriteString(w, r.URL.Path)
+		})}
+		addr := startFast(t, srv)
+		c := dial(t, addr)
+		req := "GET /block HTTP/1.1\r\n" + host + "\r\n"
+		want := []string{"GET"}
+		if pipelined {
+			req += "GET /second HTTP/1.1\r\n" + host + "\r\n"
+			want = append(want, "GET")
+		}
+		io.WriteString(c, req)
+		waitFor(t, "two peeks at the waiting request", func() bool { return srv.aliveChecks.Load() >= 2 })
+		close(release)
+		out := readResponses(t, c, bufio.NewReader(c), want...)
+		if !strings.HasSuffix(out[0], "\n/block") {
+			t.Fatalf("pipelined=%v: first answer %q, want /block (not canceled)", pipelined, out[0])
+		}
+		if pipelined && !strings.HasSuffix(out[1], "\n/second") {
+			t.Fatalf("second answer %q", out[1])
+		}
+	}
+}

@@ -36,9 +36,6 @@ const rstAvoidanceDelay = 500 * time.Millisecond
 
 var readerPool = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 4096) }}
 
-// aLongTimeAgo wakes a blocked read at once.
-var aLongTimeAgo = time.Unix(1, 0)
-
 type conn struct {
 	s          *Server
 	rwc        net.Conn
@@ -56,10 +53,9 @@ type conn struct {
 	vec       [6][]byte // the buffers of one write
 	bufs      net.Buffers
 	chunkHead [20]byte
-	wcopy     []byte        // a write's buffers copied together (no writev)
-	werr      error         // the connection's write error
-	done      chan struct{} // a handler run in its own goroutine has finished
-	jobs      chan job      // to the connection's handler goroutine (started at its first request without a body)
+	wcopy     []byte      // a write's buffers copied together (no writev)
+	werr      error       // the connection's write error
+	waiting   atomic.Bool // a request without a body is in its handler: the sweeper checks that its client is still there (alive.go)
 
 	since atomic.Int64 // when the connection entered its state (monotonic ns, see now)
 
@@ -69,7 +65,7 @@ type conn struct {
 }
 
 func (s *Server) newConn(rwc net.Conn) *conn {
-	c := &conn{s: s, rwc: rwc, w: rwc, done: make(chan struct{}, 1)}
+	c := &conn{s: s, rwc: rwc, w: rwc}
 	c.since.Store(now())
 	switch rwc.(type) {
 	case *net.TCPConn, *net.UnixConn:
@@ -110,30 +106,9 @@ func (c *conn) setCancel(cancel context.CancelFunc) bool {
 	return true
 }
 
-// job is a request for the connection's handler goroutine.
-type job struct {
-	w      *response
-	req    *http.Request
-	cancel context.CancelFunc
-}
-
-// handle runs, one after the other, the requests without a body of one
-// connection. One goroutine for the connection's life rather than one per
-// request: a blocking query's handler grows its stack well past a new
-// goroutine's, and a goroutine per request paid that growth (copying the
-// stack) on every request.
-func (c *conn) handle() {
-	for j := range c.jobs {
-		c.runHandler(j.w, j.req, j.cancel, true)
-	}
-}
-
 func (c *conn) serve() {
 	handedOver := false
 	defer func() {
-		if c.jobs != nil {
-			close(c.jobs) // its last request has ended (serveRequest waits for it)
-		}
 		if handedOver {
 			return
 		}
@@ -258,21 +233,14 @@ func (c *conn) serveRequest(p parsed) bool {
 		req.Body = http.NoBody
 	}
 	if b == nil {
-		// No body: the handler runs in its own goroutine while this one
-		// reads ahead, so a client that goes away cancels the request.
-		if c.jobs == nil {
-			c.jobs = make(chan job)
-			go c.handle()
-		}
-		c.jobs <- job{w, req, cancel}
-		if _, err := c.br.Peek(1); err != nil {
-			cancel()
-			<-c.done
-			return false
-		}
-		<-c.done
+		// No body: the handler runs here, and the sweeper notices a client
+		// that goes away meanwhile and cancels the request (alive.go). The
+		// bytes of a pipelined request wait in the socket.
+		c.waiting.Store(true)
+		c.runHandler(w, req, cancel)
+		c.waiting.Store(false)
 	} else {
-		c.runHandler(w, req, cancel, false)
+		c.runHandler(w, req, cancel)
 		b.Close()
 		if w.lingerClose {
 			c.closeWriteAndWait()
@@ -282,10 +250,8 @@ func (c *conn) serveRequest(p parsed) bool {
 	return !w.closeAfter
 }
 
-// runHandler runs the handler and ends its response; in its own goroutine
-// (async) it signals c.done at the end, and wakes the reading goroutine if
-// the connection is to close.
-func (c *conn) runHandler(w *response, req *http.Request, cancel context.CancelFunc, async bool) {
+// runHandler runs the handler and ends its response.
+func (c *conn) runHandler(w *response, req *http.Request, cancel context.CancelFunc) {
 	defer func() {
 		if p := recover(); p != nil {
 			if p != http.ErrAbortHandler {
@@ -300,14 +266,14 @@ func (c *conn) runHandler(w *response, req *http.Request, cancel context.CancelF
 		c.mu.Lock()
 		c.cancel = nil
 		c.mu.Unlock()
-		c.endResponse(w, async)
+		c.endResponse(w)
 	}()
 	c.s.Handler.ServeHTTP(w, req)
 	w.finish()
 }
 
 // endResponse readies the connection for its next request, or for closing.
-func (c *conn) endResponse(w *response, async bool) {
+func (c *conn) endResponse(w *response) {
 	w.done = true
 	if w.body != nil {
 		unread := w.body.unread()
@@ -322,16 +288,9 @@ func (c *conn) endResponse(w *response, async bool) {
 		w.closeAfter = true
 	}
 	c.buf = c.buf[:0]
-	if w.closeAfter {
-		if async {
-			c.rwc.SetReadDeadline(aLongTimeAgo)
-		}
-	} else {
+	if !w.closeAfter {
 		c.since.Store(now())
 		c.state.CompareAndSwap(stateActive, stateIdle)
-	}
-	if async {
-		c.done <- struct{}{}
 	}
 }
 

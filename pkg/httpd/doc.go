@@ -4,13 +4,15 @@
 // exchange.
 //
 // One goroutine per connection reads requests through a pooled
-// bufio.Reader and parses the request line and headers by hand. A request
-// without a body runs its handler in a goroutine of its own while the
-// connection's goroutine reads ahead: an end of file or a read error
-// cancels the request's context at once (a blocking query whose client went
-// away frees its handler), and the bytes of a pipelined request wait until
-// the answer is written. A request with a body runs inline, its handler
-// reading the connection. Timeouts cost no deadline per request: a
+// bufio.Reader, parses the request line and headers by hand and runs the
+// handler itself: no second goroutine and no hand-over per request (each
+// hand-over woke a thread, the largest cost of a lone request on an idle
+// server). A client that goes away while its bodyless request waits in
+// its handler is noticed by the sweeper, which once a second peeks at the
+// socket of each such request older than a second (alive.go) and cancels
+// its context on an end of file or an error: a blocking query whose client
+// went away frees its handler within about two seconds. The bytes of a
+// pipelined request wait in the socket until the answer is written. Timeouts cost no deadline per request: a
 // connection notes when it entered its state (idle, reading headers) and
 // one goroutine per server sweeps the connections a few times per timeout
 // (timeouts.go).
@@ -38,8 +40,9 @@
 // go to net/http, which can), no response trailers, no
 // ResponseController.SetReadDeadline or EnableFullDuplex, header changes
 // after WriteHeader but before the first body byte is written still reach
-// the client, a request with a body is not canceled when its client goes
-// away during the handler (only bodyless requests read ahead), and
+// the client, a client's departure cancels a request within about two
+// seconds rather than at once, and not at all for a request with a body
+// (only bodyless requests are watched) or on systems without MSG_PEEK, and
 // http.MaxBytesReader cannot ask for the connection's close (its hook is
 // unexported): a body left unread past 256 kB closes it anyway. A request
 // handed to net/http over TLS sees no Request.TLS. A timeout fires up to an eighth of it late (at most

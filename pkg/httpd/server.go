@@ -26,13 +26,14 @@ type Server struct {
 	inShutdown atomic.Bool
 	handedOver atomic.Int64 // connections given to net/http
 
-	mu        sync.Mutex
-	listeners map[*net.Listener]struct{}
-	conns     map[*conn]struct{}
-	fallback  *http.Server  // net/http, for the connections the fast loop hands over
-	fbLn      *chanListener // feeds fallback
-	fbDone    chan struct{} // closed when fallback's Serve returns
-	sweepStop chan struct{} // stops the timeouts' sweeper (timeouts.go)
+	mu          sync.Mutex
+	listeners   map[*net.Listener]struct{}
+	conns       map[*conn]struct{}
+	fallback    *http.Server  // net/http, for the connections the fast loop hands over
+	fbLn        *chanListener // feeds fallback
+	fbDone      chan struct{} // closed when fallback's Serve returns
+	sweepStop   chan struct{} // stops the timeouts' sweeper (timeouts.go)
+	aliveChecks atomic.Int64  // sockets the sweeper peeked at (alive.go)
 }
 
 // Serve accepts connections on ln and serves each in its own goroutine. It

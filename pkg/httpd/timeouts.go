@@ -8,7 +8,9 @@ import "time"
 // IdleTimeout and the ones whose request headers have not arrived within
 // ReadHeaderTimeout. A read deadline is a runtime timer operation; two per
 // request (set when idle, cleared when a request starts) cost more than
-// this. A timeout fires up to an eighth of it late (at most a second).
+// this. A timeout fires up to an eighth of it late (at most a second). The
+// same sweep, at least once a second, looks for the clients that went away
+// while their request waits in its handler (alive.go).
 
 var epoch = time.Now()
 
@@ -16,22 +18,19 @@ var epoch = time.Now()
 func now() int64 { return int64(time.Since(epoch)) }
 
 func (s *Server) sweepEvery() time.Duration {
-	d := time.Duration(0)
+	d := aliveEvery // alive.go: requests whose client may have gone
 	for _, t := range []time.Duration{s.IdleTimeout, s.ReadHeaderTimeout} {
-		if t > 0 && (d == 0 || t < d) {
-			d = t
+		if t > 0 {
+			d = min(d, max(t/8, time.Millisecond))
 		}
 	}
-	if d == 0 {
-		return 0
-	}
-	return min(max(d/8, time.Millisecond), time.Second)
+	return d
 }
 
 // startSweeper runs the sweeper once per server (s.mu held).
 func (s *Server) startSweeperLocked() {
 	every := s.sweepEvery()
-	if every == 0 || s.sweepStop != nil {
+	if s.sweepStop != nil {
 		return
 	}
 	s.sweepStop = make(chan struct{})
@@ -41,7 +40,7 @@ func (s *Server) startSweeperLocked() {
 func (s *Server) sweep(every time.Duration, stop chan struct{}) {
 	t := time.NewTicker(every)
 	defer t.Stop()
-	var expired []*conn
+	var expired, waiting []*conn
 	for {
 		select {
 		case <-stop:
@@ -63,9 +62,19 @@ func (s *Server) sweep(every time.Duration, stop chan struct{}) {
 				if c.state.CompareAndSwap(st, stateClosed) {
 					expired = append(expired, c)
 				}
+			case st == stateActive && age > int64(aliveAfter) && c.waiting.Load():
+				waiting = append(waiting, c)
 			}
 		}
 		s.mu.Unlock()
+		for i, c := range waiting {
+			s.aliveChecks.Add(1)
+			if c.gone() {
+				c.cancelRequest()
+			}
+			waiting[i] = nil
+		}
+		waiting = waiting[:0]
 		for i, c := range expired {
 			c.rwc.Close()
 			expired[i] = nil

@@ -23,7 +23,7 @@ import (
 // its acknowledgement again until it reads it back, so a server that dies
 // with a batch in memory loses nothing for good.
 const (
-	ackBatchWindow = 20 * time.Millisecond
+	ackBatchWindow = 100 * time.Millisecond
 	ackRetry       = time.Second
 	ackMaxPending  = 1 << 16
 	ackMaxBatch    = 1024 // sets per Raft entry

@@ -89,11 +89,13 @@ func (c *Client) deliverWith(ctx context.Context, o DeliverOptions, h inHand) De
 	d.Took = time.Since(start)
 	d.Result = deliveryResult(d)
 	c.report("out", o.Key, d.Bytes, d.Lines, d.Took, d.Result)
-	if !o.NoAck && s != nil && h.deferAck != nil {
-		if key, value, ok := c.ackValue(s, d); ok {
-			h.deferAck(key, value)
-		}
-	} else if !o.NoAck && s != nil {
+	if !o.NoAck && s != nil {
+		// The acknowledgement is spread over AckJitter on both paths: the
+		// PUT waits it out, and so does the next blocking query that
+		// carries it to a kvx server, so a fleet's acknowledgements (and
+		// its next queries) reach the servers spread, not in one herd. A
+		// push made meanwhile is not missed: the next query's index has
+		// moved and it answers at once.
 		if o.AckJitter > 0 {
 			t := time.NewTimer(rand.N(o.AckJitter))
 			select {
@@ -102,7 +104,11 @@ func (c *Client) deliverWith(ctx context.Context, o DeliverOptions, h inHand) De
 			}
 			t.Stop()
 		}
-		if err := c.ack(ctx, s, d); err != nil {
+		if h.deferAck != nil {
+			if key, value, ok := c.ackValue(s, d); ok {
+				h.deferAck(key, value)
+			}
+		} else if err := c.ack(ctx, s, d); err != nil {
 			c.log().Warn("acknowledge", "key", o.Key, "err", err)
 		}
 	}
