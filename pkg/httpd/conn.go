@@ -11,6 +11,7 @@ import (
 	"runtime"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 )
 
@@ -39,8 +40,10 @@ var readerPool = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 409
 type conn struct {
 	s          *Server
 	rwc        net.Conn
-	w          net.Conn // where responses are written: rwc, or the TCP conn under a transparent wrapper
-	writev     bool     // w writes net.Buffers in one syscall
+	w          net.Conn        // where responses are written: rwc, or the TCP conn under a transparent wrapper
+	writev     bool            // w writes net.Buffers in one syscall
+	raw        syscall.RawConn // w's socket for direct reads and writes, or nil (rawio.go)
+	rr         rawReader
 	br         *bufio.Reader
 	remoteAddr string
 	tlsState   *tls.ConnectionState
@@ -77,6 +80,9 @@ func (s *Server) newConn(rwc net.Conn) *conn {
 				c.w, c.writev = tc, true
 			}
 		}
+	}
+	if c.raw = rawConnOf(rwc); c.raw != nil {
+		c.rr.rc = c.raw
 	}
 	if a := rwc.RemoteAddr(); a != nil {
 		c.remoteAddr = a.String()
@@ -132,7 +138,11 @@ func (c *conn) serve() {
 		}
 	}
 	c.br = readerPool.Get().(*bufio.Reader)
-	c.br.Reset(c.rwc)
+	if c.raw != nil {
+		c.br.Reset(&c.rr)
+	} else {
+		c.br.Reset(c.rwc)
+	}
 	limit := c.s.maxHeaderBytes() + 4096 // as net/http
 	for {
 		if c.br.Buffered() == 0 {

@@ -511,6 +511,10 @@ func (c *conn) writeVec(vec [][]byte) error {
 		return c.werr
 	}
 	defer clear(c.vec[:])
+	if c.raw != nil {
+		c.werr = rawWritev(c.raw, vec)
+		return c.werr
+	}
 	if c.writev {
 		c.bufs = vec
 		_, c.werr = c.bufs.WriteTo(c.w)
