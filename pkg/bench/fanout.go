@@ -108,6 +108,53 @@ func (r FanoutRound) String() string {
 type fanNode struct {
 	mu      sync.Mutex
 	written map[string]time.Time // checksum -> when this node's file got it
+	tally   *fanTally
+}
+
+// got records that this node's file has the checksum.
+func (n *fanNode) got(sum string, at time.Time) {
+	n.mu.Lock()
+	_, had := n.written[sum]
+	if !had {
+		n.written[sum] = at
+	}
+	n.mu.Unlock()
+	if !had {
+		n.tally.add(sum)
+	}
+}
+
+// fanTally counts the nodes that have each checksum and says when all do,
+// so that the harness waits for a round without polling a thousand nodes.
+type fanTally struct {
+	mu     sync.Mutex
+	nodes  int
+	counts map[string]int
+	full   map[string]chan struct{}
+}
+
+func (t *fanTally) add(sum string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.counts[sum]++; t.counts[sum] == t.nodes {
+		close(t.fullLocked(sum))
+	}
+}
+
+// all is closed when every node has sum.
+func (t *fanTally) all(sum string) <-chan struct{} {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.fullLocked(sum)
+}
+
+func (t *fanTally) fullLocked(sum string) chan struct{} {
+	ch, ok := t.full[sum]
+	if !ok {
+		ch = make(chan struct{})
+		t.full[sum] = ch
+	}
+	return ch
 }
 
 // RunFanout starts o.Nodes simulated kvx out --watch nodes (the real
@@ -172,6 +219,7 @@ func RunFanoutServer(ctx context.Context, o FanoutOptions) ([]FanoutRound, Fanou
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	nodes := make([]*fanNode, o.Nodes)
+	tally := &fanTally{nodes: o.Nodes, counts: map[string]int{}, full: map[string]chan struct{}{}}
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	defer cancel()
@@ -189,7 +237,7 @@ func RunFanoutServer(ctx context.Context, o FanoutOptions) ([]FanoutRound, Fanou
 		rss      rssSampler
 	)
 	for i := range nodes {
-		n := &fanNode{written: map[string]time.Time{}}
+		n := &fanNode{written: map[string]time.Time{}, tally: tally}
 		nodes[i] = n
 		if o.Client == "consul" {
 			c, err := client.New(client.Options{Address: addrs[i%len(addrs)], Token: o.Token})
@@ -213,9 +261,7 @@ func RunFanoutServer(ctx context.Context, o FanoutOptions) ([]FanoutRound, Fanou
 			defer wg.Done()
 			c.Watch(ctx, do, wo, func(d transport.Delivery) {
 				if d.Result == transport.ResultDelivered {
-					n.mu.Lock()
-					n.written[d.Checksum] = d.Written
-					n.mu.Unlock()
+					n.got(d.Checksum, d.Written)
 				}
 			})
 		}()
@@ -273,24 +319,27 @@ func RunFanoutServer(ctx context.Context, o FanoutOptions) ([]FanoutRound, Fanou
 	return out, srv, nil
 }
 
-// waitDelivered polls until every node has the checksum or the timeout
+// waitDelivered waits until every node has the checksum or the timeout
 // passes, and returns the latencies of those that have it.
 func waitDelivered(ctx context.Context, nodes []*fanNode, sum string, start time.Time, timeout time.Duration) []time.Duration {
-	deadline := start.Add(timeout)
-	for {
-		lats := make([]time.Duration, 0, len(nodes))
-		for _, n := range nodes {
-			n.mu.Lock()
-			if t, ok := n.written[sum]; ok {
-				lats = append(lats, t.Sub(start))
-			}
-			n.mu.Unlock()
+	if len(nodes) > 0 {
+		t := time.NewTimer(time.Until(start.Add(timeout)))
+		select {
+		case <-nodes[0].tally.all(sum):
+		case <-t.C:
+		case <-ctx.Done():
 		}
-		if len(lats) == len(nodes) || time.Now().After(deadline) || ctx.Err() != nil {
-			return lats
-		}
-		time.Sleep(5 * time.Millisecond)
+		t.Stop()
 	}
+	lats := make([]time.Duration, 0, len(nodes))
+	for _, n := range nodes {
+		n.mu.Lock()
+		if t, ok := n.written[sum]; ok {
+			lats = append(lats, t.Sub(start))
+		}
+		n.mu.Unlock()
+	}
+	return lats
 }
 
 // followAsConsulClient follows the file as the Consul clients fleets run
@@ -315,9 +364,7 @@ func followAsConsulClient(ctx context.Context, kv *consulapi.KV, l transport.Lay
 			continue // asked again: the index is not taken
 		}
 		index = meta.LastIndex
-		n.mu.Lock()
-		n.written[string(sum.Value)] = time.Now()
-		n.mu.Unlock()
+		n.got(string(sum.Value), time.Now())
 	}
 }
 
