@@ -82,6 +82,14 @@ func Replace(path string, data []byte, o Options) error {
 	return replace(target, data, o)
 }
 
+// ReplaceResolved is Replace on a target Resolve returned (with the same
+// FollowSymlinks): the path is not resolved a second time. The rename is
+// still preceded by a check that the target has not become something other
+// than a regular file meanwhile.
+func ReplaceResolved(target string, data []byte, o Options) error {
+	return replace(target, data, o)
+}
+
 // replace is Replace on a path Resolve returned.
 func replace(path string, data []byte, o Options) error {
 	st, err := stage(path, data, o)
@@ -170,7 +178,7 @@ func (s *Staged) Commit() (inPlace bool, err error) {
 // stage is Stage on a path Resolve returned.
 func stage(path string, data []byte, o Options) (*Staged, error) {
 	dir := filepath.Dir(path)
-	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".kvx-*")
+	tmp, err := createTemp(dir, "."+filepath.Base(path)+".kvx-")
 	if errors.Is(err, fs.ErrNotExist) { // parents are created only when missing
 		dirMode := o.DirMode
 		if dirMode == 0 {
@@ -179,7 +187,7 @@ func stage(path string, data []byte, o Options) (*Staged, error) {
 		if err := os.MkdirAll(dir, dirMode); err != nil {
 			return nil, err // "mkdir DIR: ..."
 		}
-		tmp, err = os.CreateTemp(dir, "."+filepath.Base(path)+".kvx-*")
+		tmp, err = createTemp(dir, "."+filepath.Base(path)+".kvx-")
 	}
 	if err != nil {
 		return nil, fmt.Errorf("replace %s: %w", path, err)

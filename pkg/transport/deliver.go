@@ -205,7 +205,7 @@ func (c *Client) deliver(ctx context.Context, o DeliverOptions, h inHand, d *Del
 	if d.Lines < o.MinLines {
 		return s, refuse(RefusedTooShort, "%s: %d lines, fewer than the minimum of %d: not delivered", l.Data(), d.Lines, o.MinLines)
 	}
-	if err := atomicfile.Replace(target, content, o.File); err != nil {
+	if err := atomicfile.ReplaceResolved(target, content, o.File); err != nil {
 		return s, fileRefusal(err)
 	}
 	d.Written = time.Now()
