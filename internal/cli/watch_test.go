@@ -2,8 +2,10 @@ package cli
 
 import (
 	"context"
+	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"syscall"
 	"testing"
@@ -38,7 +40,10 @@ func TestEventReachesWatchHandlerOnce(t *testing.T) {
 		t.Fatalf("kvx event: %v\n%s", err, out)
 	}
 	id := strings.TrimSpace(strings.TrimPrefix(string(out), "Event ID: "))
-	waitFor(t, "the handler to get the event", time.Minute, func() bool { return strings.Contains(readFile(t, log), id) })
+	waitFor(t, "the handler to get the event, recorded", time.Minute, func() bool {
+		st, _ := os.ReadFile(state)
+		return strings.Contains(readFile(t, log), id) && strings.Contains(string(st), id)
+	})
 	if err := w.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
@@ -71,7 +76,12 @@ func TestWatchKeyRestartAndRetry(t *testing.T) {
 		_, _, code := run(t, ctxT, append(args, handler)...)
 		done <- code
 	}()
-	waitFor(t, "the retried handler to succeed", time.Minute, func() bool { return strings.Contains(readFile(t, log), `"Key":"cfg/a"`) })
+	// Stopped only once the success is recorded: the log is written while
+	// the handler still runs, and a stop then kills it, a failure.
+	waitFor(t, "the retried handler to succeed and be recorded", time.Minute, func() bool {
+		st, _ := os.ReadFile(state)
+		return strings.Contains(readFile(t, log), `"Key":"cfg/a"`) && regexp.MustCompile(`"Hash": "[0-9a-f]{64}"`).Match(st)
+	})
 	cancel()
 	if code := <-done; code != 0 {
 		t.Fatalf("watch stopped with %d", code)
