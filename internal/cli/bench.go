@@ -9,6 +9,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/kvxproject/kvx/pkg/bench"
+	"github.com/kvxproject/kvx/pkg/transport"
 )
 
 func newBenchCmd() *cobra.Command {
@@ -103,7 +104,8 @@ against any Consul-compatible address.`,
 	f.IntVar(&o.Rounds, "rounds", 5, "measured pushes")
 	f.DurationVar(&o.Timeout, "timeout", 30*time.Second, "per round: nodes without the file by then count as not delivered")
 	f.BoolVar(&o.Ack, "ack", true, "nodes acknowledge each delivery, as kvx out does")
-	f.DurationVar(&o.AckJitter, "ack-jitter", time.Second, "spread each node's acknowledgement over a random delay up to this, as kvx out --watch does")
+	f.DurationVar(&o.AckJitter, "ack-jitter", time.Second, "against Consul: spread each node's acknowledgement PUT over a random delay up to this, as kvx out --watch does")
+	f.DurationVar(&o.AckDelay, "ack-delay", transport.DefaultAckDelay, "against a kvx server: each node sends its next query, with its acknowledgement, this long after a delivery, as kvx out --watch does")
 	f.StringVar(&o.Dir, "dir", "", "where the nodes write their files (default: a temp dir in /dev/shm if present, else in $TMPDIR; removed after)")
 	f.StringVar(&o.Prefix, "prefix", "", "KV prefix (default kvx)")
 	f.StringVar(&o.Client, "client", "kvx", "how nodes follow the file: kvx (kvx out --watch's code) or consul (blocking GET on the checksum, then a JSON GET of the data, as kvexpress and consul-template do; no acknowledgements)")

@@ -417,9 +417,9 @@ func (t *target) fileOptions() (atomicfile.Options, error) {
 type outOptions struct {
 	common
 	target
-	ignoreStop, noAck    bool
-	watch                bool
-	reconcile, ackJitter time.Duration
+	ignoreStop, noAck              bool
+	watch                          bool
+	reconcile, ackJitter, ackDelay time.Duration
 }
 
 func newOutCmd() *cobra.Command {
@@ -448,7 +448,8 @@ jittered backoff on errors.`,
 	f.BoolVar(&o.noAck, "no-ack", false, "do not acknowledge under <prefix>/<key>/nodes/<node>")
 	f.BoolVarP(&o.watch, "watch", "w", false, "keep running: deliver every change as it happens")
 	f.DurationVar(&o.reconcile, "reconcile", 5*time.Minute, "with --watch: full re-check at least this often")
-	f.DurationVar(&o.ackJitter, "ack-jitter", time.Second, "with --watch: spread acknowledgements over a random delay up to this")
+	f.DurationVar(&o.ackJitter, "ack-jitter", time.Second, "with --watch against Consul: PUT each acknowledgement after a random delay up to this")
+	f.DurationVar(&o.ackDelay, "ack-delay", transport.DefaultAckDelay, "with --watch against a kvx server: send the next query, which carries the acknowledgement, this long after a delivery")
 	f.BoolVar(&o.stale, "stale", false, "read from the server asked (?stale) instead of through the leader, so a cluster's servers share the fleet's blocking queries; the checksum still verifies what is written, acknowledgements still go to the leader")
 	return cmd
 }
@@ -501,7 +502,7 @@ func runOut(cmd *cobra.Command, o *outOptions) error {
 	if !o.watch {
 		return finish(cmd, s, s.Deliver(cmd.Context(), do))
 	}
-	do.AckJitter = o.ackJitter
+	do.AckJitter, do.AckDelay = o.ackJitter, o.ackDelay
 	s.logger.Info("watching", "key", o.key, "file", o.file, "node", s.Node)
 	return s.Watch(cmd.Context(), do, watch.Options{Reconcile: o.reconcile, Logger: s.logger}, func(d transport.Delivery) {
 		logDelivery(s.logger, d, false)

@@ -31,8 +31,10 @@ type FanoutOptions struct {
 	Key     string        // the kvx key used, removed after
 	Prefix  string        // KV prefix; default transport.DefaultPrefix
 	Ack     bool          // nodes acknowledge, as kvx out does
-	// AckJitter spreads the acknowledgements, as kvx out --watch does.
-	AckJitter time.Duration
+	// AckJitter spreads the acknowledgement PUTs (against Consul) and
+	// AckDelay holds the next query carrying one (against a kvx server),
+	// as kvx out --watch does.
+	AckJitter, AckDelay time.Duration
 	// Client is how the nodes follow the file: "kvx" (the kvx out --watch
 	// code) or "consul" (what the Consul clients fleets run do: a blocking
 	// GET on the checksum key, then a GET of the data as JSON, verified
@@ -255,7 +257,7 @@ func RunFanoutServer(ctx context.Context, o FanoutOptions) ([]FanoutRound, Fanou
 		if err != nil {
 			return nil, srv, err
 		}
-		do := transport.DeliverOptions{Key: o.Key, Path: filepath.Join(o.Dir, fmt.Sprintf("node-%05d", i), "file"), NoAck: !o.Ack, AckJitter: o.AckJitter}
+		do := transport.DeliverOptions{Key: o.Key, Path: filepath.Join(o.Dir, fmt.Sprintf("node-%05d", i), "file"), NoAck: !o.Ack, AckJitter: o.AckJitter, AckDelay: o.AckDelay}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -270,8 +272,9 @@ func RunFanoutServer(ctx context.Context, o FanoutOptions) ([]FanoutRound, Fanou
 	for r := 0; r <= o.Rounds; r++ {
 		if r > 0 {
 			// Let the fleet settle: the last round's acknowledgements are
-			// spread over AckJitter. Real pushes are minutes apart.
-			time.Sleep(o.AckJitter + 250*time.Millisecond)
+			// spread over AckJitter or held AckDelay. Real pushes are
+			// minutes apart.
+			time.Sleep(max(o.AckJitter, o.AckDelay) + 250*time.Millisecond)
 		}
 		// The simulated fleet shares this process's heap (hundreds of MB at
 		// 5,000 nodes); a collection of it landing mid-round would measure
@@ -307,7 +310,7 @@ func RunFanoutServer(ctx context.Context, o FanoutOptions) ([]FanoutRound, Fanou
 		srv.Deliveries += len(lats)
 	}
 	// The last round's acknowledgements are the server's work too.
-	time.Sleep(o.AckJitter + 250*time.Millisecond)
+	time.Sleep(max(o.AckJitter, o.AckDelay) + 250*time.Millisecond)
 	if len(o.ServerPIDs) > 0 {
 		cpu, err := readCPUs(o.ServerPIDs)
 		if err != nil {

@@ -31,12 +31,25 @@ type DeliverOptions struct {
 	Command        string        // run with sh -c after a delivery
 	CommandTimeout time.Duration // default 1m
 	NoAck          bool
-	// AckJitter delays the acknowledgement by a random time up to it, so
-	// a fleet that just took a new version does not write a thousand acks
-	// at the moment the others are still fetching. --watch uses it; a one
-	// shot acknowledges at once.
+	// AckJitter delays the acknowledgement PUT (against Consul) by a
+	// random time up to it, so a fleet that just took a new version does
+	// not write a thousand acks at the moment the others are still
+	// fetching. --watch uses it; a one shot acknowledges at once.
 	AckJitter time.Duration
+	// AckDelay holds, against a kvx server, the next blocking query (which
+	// carries the acknowledgement) this long after a delivery, so that a
+	// fleet's next queries follow its deliveries instead of competing with
+	// them. They arrive as closely together as the deliveries went out,
+	// which a server takes more cheaply than the same queries spread at
+	// random (each lone request wakes it from idle). A push made meanwhile
+	// is not missed: the query's index has moved and it answers at once.
+	AckDelay time.Duration
 }
+
+// DefaultAckDelay is kvx out --watch's -ack-delay: longer than a fleet of
+// a thousand nodes takes to fetch a push from one server, so the next
+// queries come after the deliveries.
+const DefaultAckDelay = 300 * time.Millisecond
 
 // Delivery says what one kvx out did.
 type Delivery struct {
@@ -89,30 +102,33 @@ func (c *Client) deliverWith(ctx context.Context, o DeliverOptions, h inHand) De
 	d.Took = time.Since(start)
 	d.Result = deliveryResult(d)
 	c.report("out", o.Key, d.Bytes, d.Lines, d.Took, d.Result)
-	if !o.NoAck && s != nil {
-		// The acknowledgement is spread over AckJitter on both paths: the
-		// PUT waits it out, and so does the next blocking query that
-		// carries it to a kvx server, so a fleet's acknowledgements (and
-		// its next queries) reach the servers spread, not in one herd. A
-		// push made meanwhile is not missed: the next query's index has
-		// moved and it answers at once.
-		if o.AckJitter > 0 {
-			t := time.NewTimer(rand.N(o.AckJitter))
-			select {
-			case <-ctx.Done():
-			case <-t.C:
-			}
-			t.Stop()
+	if !o.NoAck && s != nil && h.deferAck != nil {
+		sleep(ctx, o.AckDelay)
+		if key, value, ok := c.ackValue(s, d); ok {
+			h.deferAck(key, value)
 		}
-		if h.deferAck != nil {
-			if key, value, ok := c.ackValue(s, d); ok {
-				h.deferAck(key, value)
-			}
-		} else if err := c.ack(ctx, s, d); err != nil {
+	} else if !o.NoAck && s != nil {
+		if o.AckJitter > 0 {
+			sleep(ctx, rand.N(o.AckJitter))
+		}
+		if err := c.ack(ctx, s, d); err != nil {
 			c.log().Warn("acknowledge", "key", o.Key, "err", err)
 		}
 	}
 	return d
+}
+
+// sleep waits d or until ctx ends.
+func sleep(ctx context.Context, d time.Duration) {
+	if d <= 0 {
+		return
+	}
+	t := time.NewTimer(d)
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+	}
+	t.Stop()
 }
 
 func deliveryResult(d Delivery) string {

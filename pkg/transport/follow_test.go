@@ -27,6 +27,14 @@ type countingProxy struct {
 	// stripReads drops X-Kvx-Read from answers only, as when the keys do
 	// not fit in a header.
 	stripReads atomic.Bool
+	// gets lists the KV GETs: when each arrived, whether it carried an
+	// acknowledgement, when its answer was written.
+	gets []proxiedGet
+}
+
+type proxiedGet struct {
+	arrived, answered time.Time
+	ack               bool
 }
 
 func (p *countingProxy) count(what string) int {
@@ -55,6 +63,7 @@ func startCountingProxy(t *testing.T, srv *servertest.Server, strip bool) (*coun
 		case strings.HasPrefix(family, "/v1/kv/"):
 			family = "/v1/kv/"
 		}
+		g := proxiedGet{arrived: time.Now(), ack: r.Header.Get("X-Kvx-Ack") != ""}
 		p.mu.Lock()
 		p.counts[r.Method+" "+family]++
 		p.mu.Unlock()
@@ -66,6 +75,12 @@ func startCountingProxy(t *testing.T, srv *servertest.Server, strip bool) (*coun
 			}
 		}
 		rp.ServeHTTP(w, r)
+		if r.Method == "GET" && family == "/v1/kv/" {
+			g.answered = time.Now()
+			p.mu.Lock()
+			p.gets = append(p.gets, g)
+			p.mu.Unlock()
+		}
 	}))
 	t.Cleanup(hs.Close)
 	return p, strings.TrimPrefix(hs.URL, "http://")
@@ -115,6 +130,46 @@ func TestWatchFollowsInOneExchange(t *testing.T) {
 	}
 	if n := proxy.count("GET /v1/kv/"); n < versions {
 		t.Errorf("%d blocking reads for %d versions", n, versions)
+	}
+}
+
+// Against a kvx server the query that carries an acknowledgement leaves
+// AckDelay after the answer that brought the delivery, not before.
+func TestWatchHoldsTheNextQueryAckDelay(t *testing.T) {
+	srv := servertest.Start(t)
+	pusher := newClient(srv, "pusher")
+	proxy, addr := startCountingProxy(t, srv, false)
+	kv, err := client.NewKV(client.Options{Address: addr})
+	if err != nil {
+		t.Fatal(err)
+	}
+	node := &Client{KV: kv, Node: "web-1"}
+	const delay = 300 * time.Millisecond
+	go node.Watch(t.Context(), DeliverOptions{Key: "hd/hosts", Path: filepath.Join(t.TempDir(), "hosts"), AckDelay: delay},
+		watch.Options{MinBackoff: 5 * time.Millisecond, MaxBackoff: 20 * time.Millisecond}, nil)
+	for v := 1; v <= 2; v++ {
+		content := lines(40, "v"+string(rune('0'+v)))
+		mustPush(t, pusher, PushOptions{Key: "hd/hosts", Content: content})
+		servertest.Eventually(t, "version acknowledged", func() bool {
+			st, err := pusher.Status(ctx, "hd/hosts")
+			return err == nil && st.Current == 1 && st.Checksum == checksum.Of(content)
+		})
+	}
+	proxy.mu.Lock()
+	defer proxy.mu.Unlock()
+	acks := 0
+	for i, g := range proxy.gets {
+		if !g.ack || i == 0 {
+			continue
+		}
+		acks++
+		// One node, one connection: its queries follow each other.
+		if gap := g.arrived.Sub(proxy.gets[i-1].answered); gap < delay {
+			t.Errorf("query %d carried an acknowledgement %v after the answer before it, want at least %v", i, gap, delay)
+		}
+	}
+	if acks < 2 {
+		t.Fatalf("%d queries carried an acknowledgement, want one per version", acks)
 	}
 }
 
