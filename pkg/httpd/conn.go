@@ -81,8 +81,12 @@ func (s *Server) newConn(rwc net.Conn) *conn {
 			}
 		}
 	}
-	if c.raw = rawConnOf(rwc); c.raw != nil {
-		c.rr.rc = c.raw
+	// A transparent wrapper's socket is read and written directly too; a
+	// TLS connection is read and written by crypto/tls.
+	if _, isTLS := rwc.(*tls.Conn); !isTLS {
+		if c.raw = rawConnOf(c.w); c.raw != nil {
+			c.rr.rc = c.raw
+		}
 	}
 	if a := rwc.RemoteAddr(); a != nil {
 		c.remoteAddr = a.String()

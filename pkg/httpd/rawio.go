@@ -18,8 +18,10 @@ import (
 // parks the goroutine on the network poller as usual, deadlines and Close
 // included.
 
-// rawConnOf is the RawConn for direct socket I/O on nc, or nil where it
-// is not used (TLS, other wrappers, other systems).
+// rawConnOf is the RawConn for direct socket I/O on nc (a plain TCP or
+// Unix connection; the server passes the socket under a transparent
+// wrapper such as the per-client connection cap's), or nil where it is not
+// used (TLS, other wrappers, other systems).
 func rawConnOf(nc net.Conn) syscall.RawConn {
 	if !rawIO {
 		return nil
