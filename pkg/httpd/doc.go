@@ -12,7 +12,12 @@
 // socket of each such request older than a second (alive.go) and cancels
 // its context on an end of file or an error: a blocking query whose client
 // went away frees its handler within about two seconds. The bytes of a
-// pipelined request wait in the socket until the answer is written. Timeouts cost no deadline per request: a
+// pipelined request wait in the socket until the answer is written. On
+// Linux, a plain TCP or Unix connection (or one under a transparent
+// wrapper) is read and written through syscall.RawConn with raw system
+// calls on its non-blocking socket (rawio.go), without the runtime's
+// blocking-call bookkeeping, which woke its monitor thread after every idle
+// moment and moved a long write's processor to another thread. Timeouts cost no deadline per request: a
 // connection notes when it entered its state (idle, reading headers) and
 // one goroutine per server sweeps the connections a few times per timeout
 // (timeouts.go).
