@@ -56,9 +56,10 @@ type conn struct {
 	vec       [6][]byte // the buffers of one write
 	bufs      net.Buffers
 	chunkHead [20]byte
-	wcopy     []byte      // a write's buffers copied together (no writev)
-	werr      error       // the connection's write error
-	waiting   atomic.Bool // a request without a body is in its handler: the sweeper checks that its client is still there (alive.go)
+	wcopy     []byte       // a write's buffers copied together (no writev)
+	werr      error        // the connection's write error
+	waiting   atomic.Bool  // a request without a body is in its handler: the sweeper checks that its client is still there (alive.go)
+	peekAt    atomic.Int64 // the request's age (ns) at which the sweeper peeks next
 
 	since atomic.Int64 // when the connection entered its state (monotonic ns, see now)
 
@@ -250,6 +251,7 @@ func (c *conn) serveRequest(p parsed) bool {
 		// No body: the handler runs here, and the sweeper notices a client
 		// that goes away meanwhile and cancels the request (alive.go). The
 		// bytes of a pipelined request wait in the socket.
+		c.peekAt.Store(int64(aliveAfter))
 		c.waiting.Store(true)
 		c.runHandler(w, req, cancel)
 		c.waiting.Store(false)

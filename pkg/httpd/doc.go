@@ -8,10 +8,11 @@
 // handler itself: no second goroutine and no hand-over per request (each
 // hand-over woke a thread, the largest cost of a lone request on an idle
 // server). A client that goes away while its bodyless request waits in
-// its handler is noticed by the sweeper, which once a second peeks at the
-// socket of each such request older than a second (alive.go) and cancels
-// its context on an end of file or an error: a blocking query whose client
-// went away frees its handler within about two seconds. The bytes of a
+// its handler is noticed by the sweeper, which peeks at the socket of each
+// such request once it is a second old, then whenever its age has doubled
+// (at least once a minute; alive.go), and cancels its context on an end of
+// file or an error: a blocking query whose client went away at once frees
+// its handler within about two seconds. The bytes of a
 // pipelined request wait in the socket until the answer is written. On
 // Linux, a plain TCP or Unix connection (or one under a transparent
 // wrapper) is read and written through syscall.RawConn with raw system

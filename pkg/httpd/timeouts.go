@@ -62,7 +62,8 @@ func (s *Server) sweep(every time.Duration, stop chan struct{}) {
 				if c.state.CompareAndSwap(st, stateClosed) {
 					expired = append(expired, c)
 				}
-			case st == stateActive && age > int64(aliveAfter) && c.waiting.Load():
+			case st == stateActive && c.waiting.Load() && age > c.peekAt.Load():
+				c.peekAt.Store(nextPeekAge(age))
 				waiting = append(waiting, c)
 			}
 		}
