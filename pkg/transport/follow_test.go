@@ -1,6 +1,7 @@
 package transport
 
 import (
+	"context"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
@@ -28,9 +29,11 @@ type countingProxy struct {
 	// not fit in a header.
 	stripReads atomic.Bool
 	// gets lists the KV GETs: when each arrived, whether it carried an
-	// acknowledgement, when its answer was written.
+	// acknowledgement, when its answer came back from the server.
 	gets []proxiedGet
 }
+
+type proxiedGetKey struct{}
 
 type proxiedGet struct {
 	arrived, answered time.Time
@@ -50,6 +53,10 @@ func startCountingProxy(t *testing.T, srv *servertest.Server, strip bool) (*coun
 	rp := httputil.NewSingleHostReverseProxy(target)
 	rp.FlushInterval = -1
 	rp.ModifyResponse = func(resp *http.Response) error {
+		// Before the answer is passed on: no later than the client gets it.
+		if g, ok := resp.Request.Context().Value(proxiedGetKey{}).(*proxiedGet); ok {
+			g.answered = time.Now()
+		}
 		for h := range resp.Header {
 			if strip && strings.HasPrefix(h, "X-Kvx-") || p.stripReads.Load() && h == "X-Kvx-Read" {
 				resp.Header.Del(h)
@@ -63,7 +70,8 @@ func startCountingProxy(t *testing.T, srv *servertest.Server, strip bool) (*coun
 		case strings.HasPrefix(family, "/v1/kv/"):
 			family = "/v1/kv/"
 		}
-		g := proxiedGet{arrived: time.Now(), ack: r.Header.Get("X-Kvx-Ack") != ""}
+		g := &proxiedGet{arrived: time.Now(), ack: r.Header.Get("X-Kvx-Ack") != ""}
+		r = r.WithContext(context.WithValue(r.Context(), proxiedGetKey{}, g))
 		p.mu.Lock()
 		p.counts[r.Method+" "+family]++
 		p.mu.Unlock()
@@ -76,9 +84,8 @@ func startCountingProxy(t *testing.T, srv *servertest.Server, strip bool) (*coun
 		}
 		rp.ServeHTTP(w, r)
 		if r.Method == "GET" && family == "/v1/kv/" {
-			g.answered = time.Now()
 			p.mu.Lock()
-			p.gets = append(p.gets, g)
+			p.gets = append(p.gets, *g)
 			p.mu.Unlock()
 		}
 	}))
