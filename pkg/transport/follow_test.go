@@ -28,9 +28,10 @@ type countingProxy struct {
 	// stripReads drops X-Kvx-Read from answers only, as when the keys do
 	// not fit in a header.
 	stripReads atomic.Bool
-	// gets lists the KV GETs: when each arrived, whether it carried an
-	// acknowledgement, when its answer came back from the server.
-	gets []proxiedGet
+	// gets lists the KV GETs as they arrive: when, whether each carried
+	// an acknowledgement, when its answer came back from the server (zero
+	// while it waits).
+	gets []*proxiedGet // under mu
 }
 
 type proxiedGetKey struct{}
@@ -55,7 +56,9 @@ func startCountingProxy(t *testing.T, srv *servertest.Server, strip bool) (*coun
 	rp.ModifyResponse = func(resp *http.Response) error {
 		// Before the answer is passed on: no later than the client gets it.
 		if g, ok := resp.Request.Context().Value(proxiedGetKey{}).(*proxiedGet); ok {
+			p.mu.Lock()
 			g.answered = time.Now()
+			p.mu.Unlock()
 		}
 		for h := range resp.Header {
 			if strip && strings.HasPrefix(h, "X-Kvx-") || p.stripReads.Load() && h == "X-Kvx-Read" {
@@ -74,6 +77,9 @@ func startCountingProxy(t *testing.T, srv *servertest.Server, strip bool) (*coun
 		r = r.WithContext(context.WithValue(r.Context(), proxiedGetKey{}, g))
 		p.mu.Lock()
 		p.counts[r.Method+" "+family]++
+		if r.Method == "GET" && family == "/v1/kv/" {
+			p.gets = append(p.gets, g)
+		}
 		p.mu.Unlock()
 		if strip {
 			for h := range r.Header {
@@ -83,11 +89,6 @@ func startCountingProxy(t *testing.T, srv *servertest.Server, strip bool) (*coun
 			}
 		}
 		rp.ServeHTTP(w, r)
-		if r.Method == "GET" && family == "/v1/kv/" {
-			p.mu.Lock()
-			p.gets = append(p.gets, *g)
-			p.mu.Unlock()
-		}
 	}))
 	t.Cleanup(hs.Close)
 	return p, strings.TrimPrefix(hs.URL, "http://")
