@@ -94,7 +94,11 @@ func startCountingProxy(t *testing.T, srv *servertest.Server, strip bool) (*coun
 	return p, strings.TrimPrefix(hs.URL, "http://")
 }
 
-func watchThroughProxy(t *testing.T, strip bool) (*countingProxy, int) {
+// nodeThroughProxy starts a server, a pusher on it, a counting proxy in
+// front of it and a node, web-1, following o (in a temp dir when o.Path
+// is empty) through the proxy until the test ends.
+func nodeThroughProxy(t *testing.T, strip bool, o DeliverOptions) (*servertest.Server, *Client, *countingProxy, string) {
+	t.Helper()
 	srv := servertest.Start(t)
 	pusher := newClient(srv, "pusher")
 	proxy, addr := startCountingProxy(t, srv, strip)
@@ -103,12 +107,15 @@ func watchThroughProxy(t *testing.T, strip bool) (*countingProxy, int) {
 		t.Fatal(err)
 	}
 	node := &Client{KV: kv, Node: "web-1"}
-	path := filepath.Join(t.TempDir(), "hosts")
-	done := make(chan error, 1)
-	go func() {
-		done <- node.Watch(t.Context(), DeliverOptions{Key: "fw/hosts", Path: path},
-			watch.Options{MinBackoff: 5 * time.Millisecond, MaxBackoff: 20 * time.Millisecond}, nil)
-	}()
+	if o.Path == "" {
+		o.Path = filepath.Join(t.TempDir(), "hosts")
+	}
+	go node.Watch(t.Context(), o, watch.Options{MinBackoff: 5 * time.Millisecond, MaxBackoff: 20 * time.Millisecond}, nil)
+	return srv, pusher, proxy, o.Path
+}
+
+func watchThroughProxy(t *testing.T, strip bool) (*countingProxy, int) {
+	_, pusher, proxy, path := nodeThroughProxy(t, strip, DeliverOptions{Key: "fw/hosts"})
 	const versions = 3
 	for v := 1; v <= versions; v++ {
 		content := lines(40, "v"+string(rune('0'+v)))
@@ -144,17 +151,8 @@ func TestWatchFollowsInOneExchange(t *testing.T) {
 // Against a kvx server the query that carries an acknowledgement leaves
 // AckDelay after the answer that brought the delivery, not before.
 func TestWatchHoldsTheNextQueryAckDelay(t *testing.T) {
-	srv := servertest.Start(t)
-	pusher := newClient(srv, "pusher")
-	proxy, addr := startCountingProxy(t, srv, false)
-	kv, err := client.NewKV(client.Options{Address: addr})
-	if err != nil {
-		t.Fatal(err)
-	}
-	node := &Client{KV: kv, Node: "web-1"}
 	const delay = 300 * time.Millisecond
-	go node.Watch(t.Context(), DeliverOptions{Key: "hd/hosts", Path: filepath.Join(t.TempDir(), "hosts"), AckDelay: delay},
-		watch.Options{MinBackoff: 5 * time.Millisecond, MaxBackoff: 20 * time.Millisecond}, nil)
+	_, pusher, proxy, _ := nodeThroughProxy(t, false, DeliverOptions{Key: "hd/hosts", AckDelay: delay})
 	for v := 1; v <= 2; v++ {
 		content := lines(40, "v"+string(rune('0'+v)))
 		mustPush(t, pusher, PushOptions{Key: "hd/hosts", Content: content})
@@ -197,17 +195,7 @@ func TestWatchFallsBackWithoutKvxHeaders(t *testing.T) {
 // an older one still waiting to ride on a query must not then overwrite
 // it.
 func TestWatchDropsAQueuedAckWhenItPutsANewerOne(t *testing.T) {
-	srv := servertest.Start(t)
-	pusher := newClient(srv, "pusher")
-	proxy, addr := startCountingProxy(t, srv, false)
-	kv, err := client.NewKV(client.Options{Address: addr})
-	if err != nil {
-		t.Fatal(err)
-	}
-	node := &Client{KV: kv, Node: "web-1"}
-	path := filepath.Join(t.TempDir(), "hosts")
-	go node.Watch(t.Context(), DeliverOptions{Key: "fd/hosts", Path: path},
-		watch.Options{MinBackoff: 5 * time.Millisecond, MaxBackoff: 20 * time.Millisecond}, nil)
+	srv, pusher, proxy, _ := nodeThroughProxy(t, false, DeliverOptions{Key: "fd/hosts"})
 	current := func(content []byte) func() bool {
 		return func() bool {
 			st, err := pusher.Status(ctx, "fd/hosts")
