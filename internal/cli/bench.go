@@ -109,7 +109,7 @@ against any Consul-compatible address.`,
 	f.StringVar(&o.Dir, "dir", "", "where the nodes write their files (default: a temp dir in /dev/shm if present, else in $TMPDIR; removed after)")
 	f.StringVar(&o.Prefix, "prefix", "", "KV prefix (default kvx)")
 	f.StringVar(&o.Client, "client", "kvx", "how nodes follow the file: kvx (kvx out --watch's code) or consul (blocking GET on the checksum, then a JSON GET of the data, as kvexpress and consul-template do; no acknowledgements)")
-	f.IntSliceVar(&o.ServerPIDs, "server-pid", nil, "the server's process id, on this machine (repeatable, or comma separated, for a cluster's servers): print their CPU time per delivery, summed, and the first's RSS over the measured rounds (Linux)")
+	f.IntSliceVar(&o.ServerPIDs, "server-pid", nil, "the server's process id, on this machine (repeatable, or comma separated, for a cluster's servers): print their CPU time per delivery, summed, and the first's RSS over the measured rounds, and this process's own CPU per delivery over the same span (Linux)")
 	f.BoolVar(&o.Stale, "stale", false, "the nodes read with ?stale from the server they were given, as kvx out -stale (with -addr A,B,C: each server answers a third of the fleet)")
 	return cmd
 }

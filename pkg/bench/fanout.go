@@ -52,6 +52,7 @@ type FanoutOptions struct {
 // FanoutServer is what the server spent over the measured rounds.
 type FanoutServer struct {
 	CPU        time.Duration // user + system time over the measured rounds
+	NodesCPU   time.Duration // this process's (the simulated nodes' and the harness's, its collections between rounds included), same span
 	Deliveries int
 	RSSPeak    uint64
 	RSSEnd     uint64
@@ -66,8 +67,13 @@ func (s FanoutServer) PerDelivery() time.Duration {
 }
 
 func (s FanoutServer) String() string {
-	return fmt.Sprintf("server: CPU %v per delivery (%v over %d deliveries), RSS peak %.0f MB, end %.0f MB",
-		s.PerDelivery().Round(time.Microsecond), s.CPU.Round(time.Millisecond), s.Deliveries, float64(s.RSSPeak)/1e6, float64(s.RSSEnd)/1e6)
+	nodes := time.Duration(0)
+	if s.Deliveries > 0 {
+		nodes = s.NodesCPU / time.Duration(s.Deliveries)
+	}
+	return fmt.Sprintf("server: CPU %v per delivery (%v over %d deliveries), RSS peak %.0f MB, end %.0f MB; this process (nodes and harness): CPU %v per delivery",
+		s.PerDelivery().Round(time.Microsecond), s.CPU.Round(time.Millisecond), s.Deliveries, float64(s.RSSPeak)/1e6, float64(s.RSSEnd)/1e6,
+		nodes.Round(time.Microsecond))
 }
 
 // FanoutRound is what one push measured: from the start of the push to each
@@ -235,8 +241,8 @@ func RunFanoutServer(ctx context.Context, o FanoutOptions) ([]FanoutRound, Fanou
 		return nil, srv, err
 	}
 	var (
-		cpuStart time.Duration
-		rss      rssSampler
+		cpuStart, nodesStart time.Duration
+		rss                  rssSampler
 	)
 	for i := range nodes {
 		n := &fanNode{written: map[string]time.Time{}, tally: tally}
@@ -285,6 +291,9 @@ func RunFanoutServer(ctx context.Context, o FanoutOptions) ([]FanoutRound, Fanou
 			if cpuStart, err = readCPUs(o.ServerPIDs); err != nil {
 				return out, srv, err
 			}
+			if nodesStart, err = readCPU(os.Getpid()); err != nil {
+				return out, srv, err
+			}
 			rss.start(o.ServerPIDs[0], 50*time.Millisecond)
 		}
 		content := fanoutContent(o.Size, r)
@@ -317,6 +326,11 @@ func RunFanoutServer(ctx context.Context, o FanoutOptions) ([]FanoutRound, Fanou
 			return out, srv, err
 		}
 		srv.CPU = cpu - cpuStart
+		nodes, err := readCPU(os.Getpid())
+		if err != nil {
+			return out, srv, err
+		}
+		srv.NodesCPU = nodes - nodesStart
 		srv.RSSPeak, srv.RSSEnd = rss.stop()
 	}
 	return out, srv, nil
