@@ -45,6 +45,7 @@ func TestExitCodes(t *testing.T) {
 		{[]string{"server", "-bootstrap-expect", "many"}, exitUsage, "invalid argument"},
 		{[]string{"server", "-node", "x", "-http-addr", "127.0.0.1:0", "-raft-addr", "127.0.0.1:0"}, exitUsage, "data dir is required"},
 		{[]string{"server", "-dev", "-log-level", "loud"}, exitUsage, "log level"},
+		{[]string{"server", "-dev", "-gc-min-heap", "-1"}, exitUsage, "-gc-min-heap -1"},
 		{[]string{"bench", "kv", "-writers", "0", "-readers", "0"}, exitError, "need at least one worker"},
 	}
 	for _, tc := range tests {
