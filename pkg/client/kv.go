@@ -145,6 +145,9 @@ type Followed struct {
 	// empty: the server does not batch writes (Consul), write it yourself.
 	AckTaken bool
 	AckErr   string
+	// Changed is when the server applied the answer's index, from the age
+	// it gave (X-Kvx-Index-Age) and this clock; zero when it gave none.
+	Changed time.Time
 }
 
 // Follow is GetRawAt that also asks a kvx server for the keys in o.Read
@@ -185,6 +188,11 @@ func (k *KV) Follow(ctx context.Context, key string, index uint64, wait time.Dur
 	if h := resp.Header.Get("X-Consul-Index"); h != "" {
 		if a.Index, err = strconv.ParseUint(h, 10, 64); err != nil {
 			return a, fmt.Errorf("GET %s: X-Consul-Index %q: %w", key, h, err)
+		}
+	}
+	if h := resp.Header.Get("X-Kvx-Index-Age"); h != "" {
+		if age, err := time.ParseDuration(h); err == nil && age >= 0 {
+			a.Changed = time.Now().Add(-age)
 		}
 	}
 	a.AckTaken = resp.Header.Get("X-Kvx-Ack") == "accepted"

@@ -3,6 +3,7 @@ package server
 import (
 	"io"
 	"log/slog"
+	"time"
 
 	"github.com/hashicorp/raft"
 
@@ -17,8 +18,9 @@ type kvResponse struct {
 
 // fsm applies committed Raft entries to the state store.
 type fsm struct {
-	store  *state.Store
-	logger *slog.Logger
+	store   *state.Store
+	logger  *slog.Logger
+	applied *applyClock // nil in tests that build an fsm alone
 }
 
 var _ raft.BatchingFSM = (*fsm)(nil)
@@ -31,6 +33,12 @@ func (f *fsm) Apply(l *raft.Log) any { return f.ApplyBatch([]*raft.Log{l})[0] }
 // its own so that its rollback drops nothing else.
 func (f *fsm) ApplyBatch(logs []*raft.Log) []any {
 	out := make([]any, len(logs))
+	if f.applied != nil {
+		now := time.Now()
+		for _, l := range logs {
+			f.applied.record(l.Index, now)
+		}
+	}
 	var shared *state.WriteTxn
 	flush := func() {
 		if shared != nil {

@@ -99,6 +99,9 @@ func (s *Server) kvGet(w http.ResponseWriter, r *http.Request) error {
 		if err := writeReads(w, az, last, reads); err != nil {
 			return err
 		}
+		if age, ok := s.applied.age(idx, time.Now()); ok {
+			w.Header()[headerIndexAge] = []string{strconv.FormatInt(age.Microseconds(), 10) + "us"}
+		}
 	}
 	filtered := false
 	switch {

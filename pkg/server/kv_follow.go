@@ -29,12 +29,18 @@ import (
 //	    with the other nodes' into one Raft entry (kv_acks.go). The answer
 //	    says X-Kvx-Ack: accepted, or X-Kvx-Ack-Error with the reason.
 //
+// An answer to X-Kvx-Read also carries X-Kvx-Index-Age: how long ago this
+// server applied the answer's index (e.g. "1520us"), when it is a recent
+// one. The nodes woken by one push learn the push's moment from it and
+// time their next queries from it, so those arrive together.
+//
 // A node acknowledges on its next blocking query, so a delivery costs the
 // server one exchange instead of three (wake, read transaction, PUT).
 const (
 	headerRead     = "X-Kvx-Read"
 	headerAck      = "X-Kvx-Ack"
 	headerAckError = "X-Kvx-Ack-Error"
+	headerIndexAge = "X-Kvx-Index-Age"
 
 	maxReadKeys  = 16
 	maxReadBytes = 64 << 10 // of values in an X-Kvx-Read answer; beyond, the header is left out

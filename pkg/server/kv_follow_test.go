@@ -265,3 +265,33 @@ func TestGzipAnswersAreSharedAndInflateToTheSameBytes(t *testing.T) {
 		t.Fatalf("consul/api read: %v", err)
 	}
 }
+
+// TestFollowSaysHowLongAgoTheChangeWasApplied: a follow answer carries the
+// age of its index on this server, which a node turns into the change's
+// moment (client.Followed.Changed); a Consul-style GET does not carry it.
+func TestFollowSaysHowLongAgoTheChangeWasApplied(t *testing.T) {
+	srv := servertest.Start(t)
+	kv := srv.Client.KV()
+	beforePut := time.Now()
+	mustPut(t, kv, "age/data", "v1")
+	afterPut := time.Now()
+	const pause = 50 * time.Millisecond
+	time.Sleep(pause)
+	fk := followKV(t, srv.HTTPAddr(), "", false)
+	a, err := fk.Follow(context.Background(), "age/data", 0, 0, client.FollowOptions{Read: []string{"age/sum"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	received := time.Now()
+	if a.Changed.IsZero() || a.Changed.Before(beforePut) || a.Changed.After(afterPut) || received.Sub(a.Changed) < pause {
+		t.Fatalf("changed %v: want within the PUT (%v to %v), at least %v before the answer (%v)", a.Changed, beforePut, afterPut, pause, received)
+	}
+	resp, err := http.Get("http://" + srv.HTTPAddr() + "/v1/kv/age/data?raw")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if h, ok := resp.Header["X-Kvx-Index-Age"]; ok {
+		t.Fatalf("a GET without X-Kvx-Read carries X-Kvx-Index-Age %q", h)
+	}
+}

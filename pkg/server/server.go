@@ -53,6 +53,7 @@ type Server struct {
 	routeStats     []*routeStats // per endpoint, flushed every second (http_metrics.go)
 	acks           *ackBatcher   // acknowledgements taken from X-Kvx-Ack (kv_acks.go)
 	answers        answerCache   // encoded answers shared by the watchers of one service
+	applied        applyClock    // when recent indexes were applied here (applied.go)
 	aclPolicies    sync.Map      // policy ID -> parsedPolicy (acl.go)
 	aclAuthorizers sync.Map      // token AccessorID -> cachedAuthorizer (acl.go)
 	agent          *local.State  // the services and checks registered on this node's agent
@@ -308,7 +309,7 @@ func (s *Server) startRaft(peerTLS func() *tls.Config) error {
 	if err != nil {
 		return fmt.Errorf("read raft state: %w", err)
 	}
-	s.raft, err = raft.NewRaft(conf, &fsm{store: s.store, logger: s.logger}, cached, stable, snaps, s.transport)
+	s.raft, err = raft.NewRaft(conf, &fsm{store: s.store, logger: s.logger, applied: &s.applied}, cached, stable, snaps, s.transport)
 	if err != nil {
 		return fmt.Errorf("start raft: %w", err)
 	}

@@ -41,8 +41,13 @@ type DeliverOptions struct {
 	// fleet's next queries follow its deliveries instead of competing with
 	// them. They arrive as closely together as the deliveries went out,
 	// which a server takes more cheaply than the same queries spread at
-	// random (each lone request wakes it from idle). A push made meanwhile
-	// is not missed: the query's index has moved and it answers at once.
+	// random (each lone request wakes it from idle). A kvx server says
+	// when it applied the change (X-Kvx-Index-Age): the delay then counts
+	// from that moment, to its next multiple after the delivery, so the
+	// nodes woken by one push send their next queries together, in one
+	// burst per AckDelay however long the fleet took to fetch. A push made
+	// meanwhile is not missed: the query's index has moved and it answers
+	// at once.
 	AckDelay time.Duration
 }
 
@@ -91,6 +96,7 @@ type inHand struct {
 	pre      []byte
 	reads    map[string]*consulapi.KVPair
 	deferAck func(key string, value []byte)
+	changed  time.Time // when the server applied the change, zero if unknown
 }
 
 // deliverWith is Deliver with what a watch's answer already holds.
@@ -103,7 +109,7 @@ func (c *Client) deliverWith(ctx context.Context, o DeliverOptions, h inHand) De
 	d.Result = deliveryResult(d)
 	c.report("out", o.Key, d.Bytes, d.Lines, d.Took, d.Result)
 	if !o.NoAck && s != nil && h.deferAck != nil {
-		sleep(ctx, o.AckDelay)
+		sleep(ctx, ackWait(o.AckDelay, h.changed, time.Now()))
 		if key, value, ok := c.ackValue(s, d); ok {
 			h.deferAck(key, value)
 		}
@@ -116,6 +122,17 @@ func (c *Client) deliverWith(ctx context.Context, o DeliverOptions, h inHand) De
 		}
 	}
 	return d
+}
+
+// ackWait is how long a watch holds its next query after a delivery: until
+// the next multiple of delay after the change when the server said when
+// that was, else delay.
+func ackWait(delay time.Duration, changed, now time.Time) time.Duration {
+	since := now.Sub(changed)
+	if delay <= 0 || changed.IsZero() || since < 0 {
+		return max(delay, 0)
+	}
+	return delay - since%delay
 }
 
 // sleep waits d or until ctx ends.

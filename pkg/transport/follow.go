@@ -31,8 +31,9 @@ type following struct {
 	l    Layout
 	keys []string // read with each answer: checksum, stop, the node's freeze and acknowledgement
 
-	mu    sync.Mutex
-	reads map[string]*consulapi.KVPair // the last answer's, nil when the server did not read them
+	mu      sync.Mutex
+	reads   map[string]*consulapi.KVPair // the last answer's, nil when the server did not read them
+	changed time.Time                    // when the server applied the last answer's index; zero if not said
 	// The acknowledgement waiting to be read back: sent with every query
 	// until an answer shows it stored (a server that took it and died
 	// before writing it gets it again).
@@ -62,7 +63,7 @@ func (fl *following) query(ctx context.Context, index uint64, wait time.Duration
 	}
 	fl.mu.Lock()
 	defer fl.mu.Unlock()
-	fl.reads = nil
+	fl.reads, fl.changed = nil, a.Changed
 	if a.ReadOK {
 		fl.reads = make(map[string]*consulapi.KVPair, len(fl.keys))
 		for i, k := range fl.keys {
@@ -97,7 +98,7 @@ func (fl *following) query(ctx context.Context, index uint64, wait time.Duration
 func (fl *following) inHand(pre []byte) inHand {
 	fl.mu.Lock()
 	defer fl.mu.Unlock()
-	h := inHand{pre: pre, reads: fl.reads}
+	h := inHand{pre: pre, reads: fl.reads, changed: fl.changed}
 	if fl.reads == nil {
 		// This answer came without the keys (over X-Kvx-Read's size, or
 		// another server): the delivery PUTs its acknowledgement, which an

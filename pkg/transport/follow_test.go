@@ -38,6 +38,7 @@ type proxiedGetKey struct{}
 
 type proxiedGet struct {
 	arrived, answered time.Time
+	changed           time.Time // answered less the answer's X-Kvx-Index-Age; zero without one
 	ack               bool
 }
 
@@ -58,6 +59,9 @@ func startCountingProxy(t *testing.T, srv *servertest.Server, strip bool) (*coun
 		if g, ok := resp.Request.Context().Value(proxiedGetKey{}).(*proxiedGet); ok {
 			p.mu.Lock()
 			g.answered = time.Now()
+			if age, err := time.ParseDuration(resp.Header.Get("X-Kvx-Index-Age")); err == nil {
+				g.changed = g.answered.Add(-age)
+			}
 			p.mu.Unlock()
 		}
 		for h := range resp.Header {
@@ -149,7 +153,8 @@ func TestWatchFollowsInOneExchange(t *testing.T) {
 }
 
 // Against a kvx server the query that carries an acknowledgement leaves
-// AckDelay after the answer that brought the delivery, not before.
+// at a multiple of AckDelay after the change its delivery brought (the
+// server says how long ago it applied it), and after the delivery.
 func TestWatchHoldsTheNextQueryAckDelay(t *testing.T) {
 	const delay = 300 * time.Millisecond
 	_, pusher, proxy, _ := nodeThroughProxy(t, false, DeliverOptions{Key: "hd/hosts", AckDelay: delay})
@@ -163,19 +168,26 @@ func TestWatchHoldsTheNextQueryAckDelay(t *testing.T) {
 	}
 	proxy.mu.Lock()
 	defer proxy.mu.Unlock()
-	acks := 0
+	acks, dated := 0, 0
 	for i, g := range proxy.gets {
 		if !g.ack || i == 0 {
 			continue
 		}
 		acks++
 		// One node, one connection: its queries follow each other.
-		if gap := g.arrived.Sub(proxy.gets[i-1].answered); gap < delay {
-			t.Errorf("query %d carried an acknowledgement %v after the answer before it, want at least %v", i, gap, delay)
+		prev := proxy.gets[i-1]
+		from, what := prev.changed, "the change the answer before it brought"
+		if from.IsZero() { // an index too old for the server to date: the answer's arrival
+			from, what = prev.answered, "the answer before it"
+		} else {
+			dated++
+		}
+		if since := g.arrived.Sub(from); since < delay {
+			t.Errorf("query %d carried an acknowledgement %v after %s, want at least %v", i, since, what, delay)
 		}
 	}
-	if acks < 2 {
-		t.Fatalf("%d queries carried an acknowledgement, want one per version", acks)
+	if acks < 2 || dated < 2 {
+		t.Fatalf("%d queries carried an acknowledgement, %d after an answer dated by X-Kvx-Index-Age; want one per version", acks, dated)
 	}
 }
 
@@ -228,5 +240,28 @@ func TestWatchDropsAQueuedAckWhenItPutsANewerOne(t *testing.T) {
 	if !current(v2)() {
 		st, _ := pusher.Status(ctx, "fd/hosts")
 		t.Fatalf("the acknowledgement went back to an older version: %+v", st)
+	}
+}
+
+func TestAckWait(t *testing.T) {
+	const delay = 300 * time.Millisecond
+	now := time.Now()
+	for _, tc := range []struct {
+		name    string
+		changed time.Time
+		want    time.Duration
+	}{
+		{"no change time: the delay", time.Time{}, delay},
+		{"50ms after the change", now.Add(-50 * time.Millisecond), 250 * time.Millisecond},
+		{"past the first slot: the second", now.Add(-350 * time.Millisecond), 250 * time.Millisecond},
+		{"on a slot: a whole delay", now.Add(-600 * time.Millisecond), delay},
+		{"a change in the future (clock step): the delay", now.Add(time.Second), delay},
+	} {
+		if got := ackWait(delay, tc.changed, now); got != tc.want {
+			t.Errorf("%s: ackWait = %v, want %v", tc.name, got, tc.want)
+		}
+	}
+	if got := ackWait(0, now.Add(-time.Second), now); got != 0 {
+		t.Errorf("no delay: ackWait = %v, want 0", got)
 	}
 }
