@@ -80,12 +80,9 @@ func (s *Server) kvGet(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	s.takeAck(w, r)
-	var (
-		gen  uint64 // the reap generation of the state the answer was read from
-		last *state.ReadTxn
-	)
+	var last *state.ReadTxn // the state the answer was read from
 	idx, err := s.blockingQuery(r, o, func(ws memdb.WatchSet, rt *state.ReadTxn) uint64 {
-		gen, last = rt.ReapIndex(), rt
+		last = rt
 		return query(ws, rt)
 	})
 	if err != nil {
@@ -144,7 +141,7 @@ func (s *Server) kvGet(w http.ResponseWriter, r *http.Request) error {
 		// A fleet following a file reads it raw: its watchers share one
 		// gzip of it, as the JSON answers below are shared.
 		v := entries[0].Value
-		body, err := s.answers.body("/v1/kv\x00raw\x00"+key, idx, gen, func() ([]byte, error) { return v, nil })
+		body, err := s.answers.body("/v1/kv\x00raw\x00"+key, idx, last.ReapIndex(), func() ([]byte, error) { return v, nil })
 		if err != nil {
 			return err
 		}
@@ -162,7 +159,7 @@ func (s *Server) kvGet(w http.ResponseWriter, r *http.Request) error {
 	if filtered {
 		body.body, err = build()
 	} else {
-		body, err = s.answers.body("/v1/kv\x00"+shape+key, idx, gen, build)
+		body, err = s.answers.body("/v1/kv\x00"+shape+key, idx, last.ReapIndex(), build)
 		level = gzip.DefaultCompression
 	}
 	if err != nil {
