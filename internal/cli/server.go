@@ -62,7 +62,7 @@ and CA files: new connections use them, open ones go on.`,
 	f.BoolVar(&o.TLS.VerifyIncoming, "tls-verify-incoming", false, "HTTPS clients must show a certificate signed by -tls-ca-file")
 	f.IntVar(&o.MaxConnsPerClient, "http-max-conns-per-client", 0, fmt.Sprintf("connections one client IP may hold open on the HTTP(S) API; more are closed at once (default: %d, none with -dev; -1: no cap)", server.DefaultMaxConnsPerClient))
 	f.StringVar(&o.dogstatsdAddr, "dogstatsd-addr", "", "send metrics to this dogstatsd agent (host:port)")
-	f.IntVar(&o.gcMinHeapMB, "gc-min-heap", 64, "MiB the Go heap may reach before the garbage collector runs: memory traded for CPU while the live data is small (0: Go's rule, a collection each time the heap doubles; GOGC in the environment overrides it)")
+	f.IntVar(&o.gcMinHeapMB, "gc-min-heap", 48, "MiB the Go heap may reach before the garbage collector runs: memory traded for CPU while the live data is small (0: Go's rule, a collection each time the heap doubles; GOGC in the environment overrides it)")
 	f.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
 	f.BoolVar(&o.logJSON, "log-json", false, "log JSON lines instead of text")
 	return cmd
