@@ -249,7 +249,6 @@ func (s *Server) blockingQuery(r *http.Request, o queryOpts, query func(ws memdb
 	wait := effectiveWait(o.wait)
 	timer := time.NewTimer(wait)
 	defer timer.Stop()
-	deadline := time.Now().Add(wait)
 	s.blocking.Add(1) // reported every second by reportStats, not per query
 	defer s.blocking.Add(-1)
 	for {
@@ -267,7 +266,7 @@ func (s *Server) blockingQuery(r *http.Request, o queryOpts, query func(ws memdb
 		if idx != o.minIndex {
 			return idx, nil
 		}
-		if !waitWatch(ws, r.Context(), timer.C, deadline) {
+		if !waitWatch(ws, r.Context(), timer.C) {
 			if r.Context().Err() != nil {
 				return idx, r.Context().Err()
 			}
@@ -291,14 +290,13 @@ func (s *Server) blockingQuery(r *http.Request, o queryOpts, query func(ws memdb
 // or the timer fires (false). A KV or catalog query's set holds a handful
 // of channels: a direct select over them costs a fraction of memdb's
 // 32-case one and needs no context of its own. Larger sets go to memdb.
-func waitWatch(ws memdb.WatchSet, ctx context.Context, timer <-chan time.Time, deadline time.Time) bool {
+func waitWatch(ws memdb.WatchSet, ctx context.Context, timer <-chan time.Time) bool {
 	var chs [5]<-chan struct{} // nil ones never fire
 	n := 0
 	for ch := range ws {
 		if n == len(chs) {
-			wctx, cancel := context.WithDeadline(ctx, deadline)
-			defer cancel()
-			return ws.WatchCtx(wctx) == nil
+			ws.Add(ctx.Done())
+			return !ws.Watch(timer) && ctx.Err() == nil
 		}
 		chs[n] = ch
 		n++
