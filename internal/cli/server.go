@@ -48,7 +48,7 @@ and CA files: new connections use them, open ones go on.`,
 	f.StringVar(&o.RaftAddr, "raft-addr", "", "address for Raft, request forwarding and joins; other servers dial it (default: the data dir's, else "+server.DefaultRaftAddr+")")
 	f.IntVar(&o.BootstrapExpect, "bootstrap-expect", 0, "servers that form the first cluster (0 or 1 with no -join: this node alone)")
 	f.StringSliceVar(&o.Join, "join", nil, "raft address of another server to join (repeatable, or comma separated)")
-	f.DurationVar(&o.HeartbeatTimeout, "raft-timeout", 0, "Raft heartbeat and election timeout (default 1s, 50ms with -dev)")
+	f.DurationVar(&o.HeartbeatTimeout, "raft-timeout", 0, "Raft heartbeat and election timeout (default 1s)")
 	f.DurationVar(&o.NodeTimeout, "node-timeout", server.DefaultNodeTimeout, "an agent whose heartbeats stop for this long has its node's serfHealth marked critical")
 	f.DurationVar(&o.SessionTTLMin, "session-ttl-min", server.DefaultSessionTTLMin, "smallest session TTL accepted (the leader destroys a session not renewed for twice its TTL)")
 	f.BoolVar(&o.ACL.Enabled, "acl-enabled", false, "enforce ACLs: every request needs a token whose policies allow it (see the README's Security section)")

@@ -52,7 +52,8 @@ type Options struct {
 	Join []string
 
 	// HeartbeatTimeout drives Raft's heartbeat, election and lease timers.
-	// Default 1s, or 50ms with Dev.
+	// Default 1s. A server that is its configuration's only voter stands for
+	// election at once (raft_alone.go), so -dev starts in milliseconds anyway.
 	HeartbeatTimeout time.Duration
 	// SnapshotThreshold, SnapshotInterval and TrailingLogs tune when Raft
 	// snapshots and truncates its log; 0 keeps the defaults: hashicorp/raft's
@@ -223,9 +224,6 @@ func (o *Options) withDefaults() {
 	}
 	if o.HeartbeatTimeout == 0 {
 		o.HeartbeatTimeout = time.Second
-		if o.Dev {
-			o.HeartbeatTimeout = 50 * time.Millisecond
-		}
 	}
 	if o.Dev {
 		if o.SnapshotThreshold == 0 {

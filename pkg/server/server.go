@@ -321,6 +321,7 @@ func (s *Server) startRaft(peerTLS func() *tls.Config) error {
 	switch {
 	case hasState:
 		s.logger.Info("recovering from data dir", "dir", o.DataDir)
+		s.campaignAlone()
 	case o.Dev || (o.BootstrapExpect <= 1 && len(o.Join) == 0):
 		servers := []raft.Server{{ID: conf.LocalID, Address: s.transport.LocalAddr()}}
 		if err := s.cluster.set(clusterIDFor(servers)); err != nil {
@@ -329,6 +330,7 @@ func (s *Server) startRaft(peerTLS func() *tls.Config) error {
 		if err := s.raft.BootstrapCluster(raft.Configuration{Servers: servers}).Error(); err != nil {
 			return fmt.Errorf("bootstrap: %w", err)
 		}
+		s.campaignAlone()
 	default:
 		s.wg.Add(1)
 		go func() {
