@@ -431,7 +431,7 @@ func (c *conn) appendHeader(b []byte, h http.Header, excl int) []byte {
 			continue
 		}
 		for _, v := range h[k] {
-			if strings.ContainsAny(v, "\r\n") {
+			if strings.IndexByte(v, '\n') >= 0 || strings.IndexByte(v, '\r') >= 0 { // ContainsAny, but vectorized: values can be kilobytes
 				v = strings.NewReplacer("\n", " ", "\r", " ").Replace(v)
 			}
 			v = trimString(v)

@@ -3,10 +3,14 @@ package server
 import (
 	"bytes"
 	"compress/gzip"
+	"io"
 	"net/http"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
+
+	kgzip "github.com/klauspost/compress/gzip"
 )
 
 // Compressed answers. Consul gzips every answer for a client that accepts
@@ -57,30 +61,42 @@ func (e *encoded) gzipped(level int) []byte {
 	return e.gz
 }
 
-var gzipWriters [2]sync.Pool // by level: fastest, default
-
 // compress returns b gzipped, or nil when that does not save a tenth.
+//
+// An answer compressed for one request (gzip.BestSpeed) uses klauspost's
+// stateless deflate: no compressor to set up (compress/gzip's costs 1.2 MB
+// and ~300 µs to create, and a sync.Pool loses it at every collection), a
+// few kilobytes per call, ~5% larger output. A shared answer, compressed
+// once for every waiter (any other level), gets compress/gzip's default
+// level from defaultGzip, a writer kept across collections.
 func compress(b []byte, level int) []byte {
-	slot := 0
-	if level != gzip.BestSpeed {
-		slot, level = 1, gzip.DefaultCompression
-	}
 	var buf bytes.Buffer
 	buf.Grow(len(b)/4 + 64)
-	zw, _ := gzipWriters[slot].Get().(*gzip.Writer)
-	if zw == nil {
-		zw, _ = gzip.NewWriterLevel(&buf, level)
+	if level == gzip.BestSpeed {
+		zw, _ := kgzip.NewWriterLevel(&buf, kgzip.StatelessCompression)
+		_, _ = zw.Write(b)
+		_ = zw.Close()
 	} else {
-		zw.Reset(&buf)
+		zw := defaultGzip.Swap(nil)
+		if zw == nil {
+			zw, _ = gzip.NewWriterLevel(&buf, gzip.DefaultCompression)
+		} else {
+			zw.Reset(&buf)
+		}
+		_, _ = zw.Write(b)
+		_ = zw.Close()
+		zw.Reset(io.Discard) // drop buf
+		defaultGzip.Store(zw)
 	}
-	_, _ = zw.Write(b)
-	_ = zw.Close()
-	gzipWriters[slot].Put(zw)
 	if buf.Len() > len(b)-len(b)/10 {
 		return nil
 	}
 	return buf.Bytes()
 }
+
+// defaultGzip holds one idle default-level writer (800 kB of tables); two
+// shared answers compressed at the same moment make a second, dropped after.
+var defaultGzip atomic.Pointer[gzip.Writer]
 
 // writeEncoded answers with e, compressed when the client accepts it.
 func writeEncoded(w http.ResponseWriter, code int, e *encoded, level int) {

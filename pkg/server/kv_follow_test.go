@@ -5,6 +5,7 @@ import (
 	"compress/gzip"
 	"context"
 	"encoding/base64"
+	"encoding/json"
 	"io"
 	"net/http"
 	"strconv"
@@ -263,6 +264,28 @@ func TestGzipAnswersAreSharedAndInflateToTheSameBytes(t *testing.T) {
 	// consul/api asks for gzip and inflates transparently.
 	if p, _, err := srv.Client.KV().Get("g/big", nil); err != nil || !bytes.Equal(p.Value, big) {
 		t.Fatalf("consul/api read: %v", err)
+	}
+	// An answer built for one request (a read-only txn) is compressed as
+	// it is written, by another compressor: it inflates to valid JSON that
+	// holds the value.
+	for i := range 2 {
+		req, _ := http.NewRequest(http.MethodPut, "http://"+srv.HTTPAddr()+"/v1/txn", strings.NewReader(`[{"KV":{"Verb":"get","Key":"g/big"}}]`))
+		req.Header.Set("Accept-Encoding", "gzip")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		z, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err != nil || resp.StatusCode != http.StatusOK || resp.Header.Get("Content-Encoding") != "gzip" || len(z) >= len(big)/2 {
+			t.Fatalf("txn %d: %d %v, encoding %q, %d bytes", i, resp.StatusCode, err, resp.Header.Get("Content-Encoding"), len(z))
+		}
+		var got struct {
+			Results []struct{ KV struct{ Value []byte } }
+		}
+		if err := json.Unmarshal(inflate(z), &got); err != nil || len(got.Results) != 1 || !bytes.Equal(got.Results[0].KV.Value, big) {
+			t.Fatalf("txn %d: the inflated answer: %v, %d results", i, err, len(got.Results))
+		}
 	}
 }
 
