@@ -275,12 +275,15 @@ func RunFanoutServer(ctx context.Context, o FanoutOptions) ([]FanoutRound, Fanou
 		}()
 	}
 	var out []FanoutRound
+	const settle = 250 * time.Millisecond // > the server's ack batch window (100 ms)
 	for r := 0; r <= o.Rounds; r++ {
 		if r > 0 {
-			// Let the fleet settle: the last round's acknowledgements are
-			// spread over AckJitter or held AckDelay. Real pushes are
-			// minutes apart.
-			time.Sleep(max(o.AckJitter, o.AckDelay) + 250*time.Millisecond)
+			// Let the fleet settle before the next push (real pushes are
+			// minutes apart). A node reports a delivery once it has
+			// acknowledged it, by PUT or by handing it to its next query,
+			// so the round's acknowledgements are in: settle is for the
+			// server's batch of them to land.
+			time.Sleep(settle)
 		}
 		// The simulated fleet shares this process's heap (hundreds of MB at
 		// 5,000 nodes); a collection of it landing mid-round would measure
@@ -319,7 +322,7 @@ func RunFanoutServer(ctx context.Context, o FanoutOptions) ([]FanoutRound, Fanou
 		srv.Deliveries += len(lats)
 	}
 	// The last round's acknowledgements are the server's work too.
-	time.Sleep(max(o.AckJitter, o.AckDelay) + 250*time.Millisecond)
+	time.Sleep(settle)
 	if len(o.ServerPIDs) > 0 {
 		cpu, err := readCPUs(o.ServerPIDs)
 		if err != nil {
