@@ -44,6 +44,7 @@ type conn struct {
 	writev     bool            // w writes net.Buffers in one syscall
 	raw        syscall.RawConn // w's socket for direct reads and writes, or nil (rawio.go)
 	rr         rawReader
+	rw         rawWriter
 	br         *bufio.Reader
 	remoteAddr string
 	tlsState   *tls.ConnectionState
@@ -86,7 +87,7 @@ func (s *Server) newConn(rwc net.Conn) *conn {
 	// TLS connection is read and written by crypto/tls.
 	if _, isTLS := rwc.(*tls.Conn); !isTLS {
 		if c.raw = rawConnOf(c.w); c.raw != nil {
-			c.rr.rc = c.raw
+			c.rr.rc, c.rw.rc = c.raw, c.raw
 		}
 	}
 	if a := rwc.RemoteAddr(); a != nil {

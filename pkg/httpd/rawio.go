@@ -42,24 +42,37 @@ func rawConnOf(nc net.Conn) syscall.RawConn {
 	return rc
 }
 
-// rawReader reads a connection through its RawConn.
-type rawReader struct{ rc syscall.RawConn }
+// rawReader reads a connection through its RawConn. The callback RawConn
+// calls is bound once per connection (fn), with its arguments and results
+// in the struct: a closure made per call would escape to the heap, an
+// allocation per read.
+type rawReader struct {
+	rc    syscall.RawConn
+	fn    func(fd uintptr) bool
+	p     []byte
+	n     int
+	errno syscall.Errno
+}
+
+func (r *rawReader) read(fd uintptr) bool {
+	r.n, r.errno = rawRead(fd, r.p)
+	return r.errno != syscall.EAGAIN
+}
 
 func (r *rawReader) Read(p []byte) (int, error) {
 	if len(p) == 0 {
 		return 0, nil
 	}
-	var (
-		n     int
-		errno syscall.Errno
-	)
-	if err := r.rc.Read(func(fd uintptr) bool {
-		n, errno = rawRead(fd, p)
-		return errno != syscall.EAGAIN
-	}); err != nil {
-		return 0, err
+	if r.fn == nil {
+		r.fn = r.read
 	}
+	r.p = p
+	err := r.rc.Read(r.fn)
+	n, errno := r.n, r.errno
+	r.p, r.n, r.errno = nil, 0, 0
 	switch {
+	case err != nil:
+		return 0, err
 	case errno != 0:
 		return 0, &net.OpError{Op: "read", Net: "tcp", Err: errno}
 	case n == 0:
@@ -68,41 +81,57 @@ func (r *rawReader) Read(p []byte) (int, error) {
 	return n, nil
 }
 
-// rawWritev writes all of vec through rc, in as few writev calls as the
-// socket's buffer allows.
-func rawWritev(rc syscall.RawConn, vec [][]byte) error {
-	var errno syscall.Errno
-	if err := rc.Write(func(fd uintptr) bool {
-		for {
-			for len(vec) > 0 && len(vec[0]) == 0 {
-				vec = vec[1:]
-			}
-			if len(vec) == 0 {
-				return true
-			}
-			var n int
-			n, errno = rawWritev1(fd, vec)
-			if errno == syscall.EAGAIN {
-				errno = 0
-				return false // wait until the socket takes more
-			}
-			if errno != 0 {
-				return true
-			}
-			for n > 0 {
-				k := min(n, len(vec[0]))
-				vec[0] = vec[0][k:]
-				n -= k
-				if len(vec[0]) == 0 {
-					vec = vec[1:]
-				}
-			}
-		}
-	}); err != nil {
+// rawWriter writes a connection through its RawConn, its callback bound
+// once per connection as rawReader's.
+type rawWriter struct {
+	rc    syscall.RawConn
+	fn    func(fd uintptr) bool
+	vec   [][]byte
+	errno syscall.Errno
+}
+
+// writev writes all of vec, in as few writev calls as the socket's buffer
+// allows.
+func (w *rawWriter) writev(vec [][]byte) error {
+	if w.fn == nil {
+		w.fn = w.write
+	}
+	w.vec = vec
+	err := w.rc.Write(w.fn)
+	errno := w.errno
+	w.vec, w.errno = nil, 0
+	if err != nil {
 		return err
 	}
 	if errno != 0 {
 		return &net.OpError{Op: "write", Net: "tcp", Err: errno}
 	}
 	return nil
+}
+
+func (w *rawWriter) write(fd uintptr) bool {
+	for {
+		for len(w.vec) > 0 && len(w.vec[0]) == 0 {
+			w.vec = w.vec[1:]
+		}
+		if len(w.vec) == 0 {
+			return true
+		}
+		n, errno := rawWritev1(fd, w.vec)
+		if errno == syscall.EAGAIN {
+			return false // wait until the socket takes more
+		}
+		if errno != 0 {
+			w.errno = errno
+			return true
+		}
+		for n > 0 {
+			k := min(n, len(w.vec[0]))
+			w.vec[0] = w.vec[0][k:]
+			n -= k
+			if len(w.vec[0]) == 0 {
+				w.vec = w.vec[1:]
+			}
+		}
+	}
 }

@@ -512,7 +512,7 @@ func (c *conn) writeVec(vec [][]byte) error {
 	}
 	defer clear(c.vec[:])
 	if c.raw != nil {
-		c.werr = rawWritev(c.raw, vec)
+		c.werr = c.rw.writev(vec)
 		return c.werr
 	}
 	if c.writev {
