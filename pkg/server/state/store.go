@@ -53,23 +53,23 @@ const (
 )
 
 func schema() *memdb.DBSchema {
-	keyed := func(name, field string) *memdb.TableSchema {
+	keyed := func(name string) *memdb.TableSchema {
 		return &memdb.TableSchema{
 			Name: name,
 			Indexes: map[string]*memdb.IndexSchema{
-				"id": {Name: "id", Unique: true, Indexer: &memdb.StringFieldIndex{Field: field}},
+				"id": {Name: "id", Unique: true, Indexer: keyIndex{}}, // Key, or tableIndex.Name
 			},
 		}
 	}
-	kvs := keyed(tableKVs, "Key")
+	kvs := keyed(tableKVs)
 	// The keys a session holds, for its invalidation; an entry without a
 	// session is not in this index.
 	kvs.Indexes["session"] = &memdb.IndexSchema{Name: "session", AllowMissing: true,
 		Indexer: &memdb.StringFieldIndex{Field: "Session", Lowercase: true}}
 	tables := map[string]*memdb.TableSchema{
 		tableKVs:        kvs,
-		tableTombstones: keyed(tableTombstones, "Key"),
-		tableIndexes:    keyed(tableIndexes, "Name"),
+		tableTombstones: keyed(tableTombstones),
+		tableIndexes:    keyed(tableIndexes),
 	}
 	maps.Copy(tables, catalogTables())
 	maps.Copy(tables, sessionTables())
